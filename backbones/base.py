@@ -1,0 +1,96 @@
+"""Behaviour every dense-prediction backbone of the suite shares.
+
+Subclasses build their layers, then describe them to this base through three hooks:
+
+* ``stem``: the module before stage 0 (patch embedding / conv stem);
+* ``stage_modules(i)``: every module that belongs to stage ``i`` (its blocks, its
+  downsampling layer, its output norm), used by ``frozen_stages``;
+* ``convert_pretrained(state_dict)``: map a classification checkpoint (any supported
+  release format) onto this module's own key names, dropping the classifier.
+
+The base then provides strict pretrained loading from ``init_cfg``, ``frozen_stages``
+and ``norm_eval`` with the mmdet/mmseg meanings. A subclass calls ``self._freeze_stages()``
+at the end of its ``__init__`` so frozen parameters are frozen before any optimizer sees them.
+"""
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .checkpoint import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
+
+
+def check_out_indices(out_indices, num_stages):
+    out_indices = tuple(out_indices)
+    if not out_indices or any(not 0 <= i < num_stages for i in out_indices) \
+            or len(set(out_indices)) != len(out_indices):
+        raise ValueError(f'out_indices must be distinct stage indices in [0, {num_stages}), '
+                         f'got {out_indices}')
+    return tuple(sorted(out_indices))
+
+
+class DenseBackbone(BaseModule):
+    #: Key prefixes that exist only in the dense model (not in ImageNet checkpoints).
+    new_key_prefixes = ('out_norms.',)
+
+    def __init__(self, num_stages, out_indices=(0, 1, 2, 3), frozen_stages=-1,
+                 norm_eval=False, with_cp=False, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.num_stages = num_stages
+        self.out_indices = check_out_indices(out_indices, num_stages)
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, {num_stages}], got {frozen_stages}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+
+    # ---- hooks for subclasses -------------------------------------------------------
+    stem = None
+
+    def stage_modules(self, i):
+        raise NotImplementedError
+
+    @classmethod
+    def convert_pretrained(cls, state_dict):
+        raise NotImplementedError
+
+    # ---- pretrained weights ---------------------------------------------------------
+    def init_weights(self):
+        cfg = self.init_cfg
+        if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
+            super().init_weights()
+            return
+        checkpoint = cfg.get('checkpoint')
+        if not checkpoint:
+            raise ValueError(f"{type(self).__name__}: init_cfg type 'Pretrained' needs a "
+                             f"'checkpoint' (path or URL), got {cfg}")
+        state_dict = unwrap_state_dict(load_checkpoint_file(checkpoint), prefix=cfg.get('prefix'))
+        state_dict = self.convert_pretrained(state_dict)
+        load_state_dict_strict(self, state_dict, allow_missing=self.new_key_prefixes,
+                               source=f'checkpoint {checkpoint}')
+        print_log(f'{type(self).__name__}: loaded {len(state_dict)} pretrained tensors from '
+                  f'{checkpoint}', logger='current')
+        self._is_init = True
+
+    # ---- frozen stages / norm_eval --------------------------------------------------
+    def _frozen_modules(self):
+        if self.frozen_stages < 0:
+            return []
+        modules = [self.stem] if self.stem is not None else []
+        for i in range(self.frozen_stages):
+            modules.extend(self.stage_modules(i))
+        return modules
+
+    def _freeze_stages(self):
+        for m in self._frozen_modules():
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode=True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self

@@ -1,0 +1,2 @@
+"""MambaOut backbone (placeholder until issue 3 lands)."""
+__all__ = []

@@ -1,0 +1,2 @@
+"""VMamba backbones (placeholder until issue 4 lands)."""
+__all__ = []
