@@ -44,7 +44,9 @@ class DenseBackbone(BaseModule):
         self.with_cp = with_cp
 
     # ---- hooks for subclasses -------------------------------------------------------
-    stem = None
+    # ``stem`` is looked up with getattr(): a class attribute ``stem = None`` here would
+    # shadow the submodule a subclass registers under that name (nn.Module keeps submodules
+    # in ``_modules``, which attribute lookup only reaches after the class dict).
 
     def stage_modules(self, i):
         raise NotImplementedError
@@ -75,7 +77,8 @@ class DenseBackbone(BaseModule):
     def _frozen_modules(self):
         if self.frozen_stages < 0:
             return []
-        modules = [self.stem] if self.stem is not None else []
+        stem = getattr(self, 'stem', None)
+        modules = [stem] if stem is not None else []
         for i in range(self.frozen_stages):
             modules.extend(self.stage_modules(i))
         return modules

@@ -6,6 +6,8 @@
   adds exactly those classes to torch's allow-list instead of turning ``weights_only`` off,
   so a checkpoint that carries anything else (e.g. pickled code) is still refused.
 """
+import pickle
+
 import numpy as np
 import torch
 
@@ -23,12 +25,108 @@ def _numpy_globals():
     return objs
 
 
+def _history_buffer_getattr(obj, name):
+    """Stands in for ``getattr`` while unpickling.
+
+    mmengine pickles its registered statistics (``HistoryBuffer._statistics_methods``)
+    as ``getattr(HistoryBuffer, 'mean')`` & co. Allowing the real ``getattr`` would
+    let a checkpoint reach any attribute of anything it can name; this version resolves
+    exactly those statistics methods and refuses everything else.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    # The four built-ins are registered lazily (first HistoryBuffer()), hence listed here.
+    if obj is HistoryBuffer and (name in ('min', 'max', 'current', 'mean')
+                                 or name in HistoryBuffer._statistics_methods):
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint asks for getattr({obj!r}, {name!r}); only HistoryBuffer statistics '
+        'methods are allowed')
+
+
 def mmengine_checkpoint_globals():
     """Every non-tensor global that mmengine / mmdet / mmseg checkpoints legitimately hold."""
     from mmengine.logging.history_buffer import HistoryBuffer
-    return [HistoryBuffer] + _numpy_globals()
+    getattr_entries = [(_history_buffer_getattr, f'{module}.getattr')
+                       for module in ('builtins', '__builtin__')]
+    return [HistoryBuffer] + _numpy_globals() + getattr_entries
 
 
 def allow_mmengine_checkpoints():
     """Allow-list mmengine's checkpoint contents for ``torch.load(weights_only=True)``."""
     torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
+
+
+# ---------------------------------------------------------------------------------------
+# Running GPU configs on a CPU-only machine (tests, CI, the toy main job)
+# ---------------------------------------------------------------------------------------
+_AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
+
+
+def adapt_cfg_to_device(cfg, launcher='none', log=print):
+    """Make a GPU config runnable where CUDA is absent, in memory only (files untouched).
+
+    * ``AmpOptimWrapper`` asserts CUDA at build time, so it becomes a plain fp32
+      ``OptimWrapper`` (mmengine's CPU autocast only supports bfloat16 anyway).
+    * With a distributed launcher: gloo instead of nccl, and a DDP wrapper without
+      ``device_ids`` that also reverts SyncBN (no CPU kernel) to plain BN.
+
+    Returns the list of changes made; each one is also passed to ``log``.
+    """
+    changes = []
+    if torch.cuda.is_available():
+        return changes
+    optim_wrapper = cfg.get('optim_wrapper')
+    if optim_wrapper is not None and optim_wrapper.get('type') == 'AmpOptimWrapper':
+        optim_wrapper['type'] = 'OptimWrapper'
+        for key in _AMP_ONLY_KEYS:
+            optim_wrapper.pop(key, None)
+        changes.append('no CUDA device: AmpOptimWrapper replaced by OptimWrapper (fp32 training)')
+    if launcher != 'none':
+        env_cfg = dict(cfg.get('env_cfg') or {})
+        env_cfg['dist_cfg'] = dict(env_cfg.get('dist_cfg') or {}, backend='gloo')
+        cfg['env_cfg'] = env_cfg
+        wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+        wrapper['type'] = 'CPUDistributedDataParallel'
+        wrapper.setdefault('broadcast_buffers', False)
+        wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
+        cfg['model_wrapper_cfg'] = wrapper
+        changes.append('no CUDA device: distributed on CPU with the gloo backend; '
+                       'SyncBN layers become BN')
+    for change in changes:
+        log(change)
+    return changes
+
+
+def init_cpu_distributed(launcher):
+    """Join the process group with gloo, as mmengine's launcher would with nccl.
+
+    mmengine's ``pytorch`` launcher calls ``torch.cuda.set_device`` and so cannot start
+    on a CPU-only machine; once the group exists, the Runner skips its own init.
+    """
+    import torch.distributed as dist
+    if launcher == 'none' or torch.cuda.is_available() or dist.is_initialized():
+        return False
+    if launcher != 'pytorch':
+        raise RuntimeError(f'launcher {launcher!r} needs GPUs; on CPU use --launcher pytorch '
+                           '(tools/dist_train.sh)')
+    dist.init_process_group(backend='gloo')
+    return True
+
+
+def _register_cpu_ddp():
+    from mmengine.model import MMDistributedDataParallel, revert_sync_batchnorm
+    from mmengine.registry import MODEL_WRAPPERS
+
+    if 'CPUDistributedDataParallel' in MODEL_WRAPPERS.module_dict:
+        return
+
+    @MODEL_WRAPPERS.register_module()
+    class CPUDistributedDataParallel(MMDistributedDataParallel):
+        """DDP for CPU processes: no ``device_ids`` (the Runner passes the local rank,
+        which DDP rejects for CPU modules) and SyncBN reverted to BN."""
+
+        def __init__(self, module, device_ids=None, **kwargs):
+            super().__init__(module=revert_sync_batchnorm(module), device_ids=None, **kwargs)
+
+
+_register_cpu_ddp()
