@@ -6,6 +6,10 @@ library, and the plugin package ``backbones`` is imported before anything is bui
 import os
 import os.path as osp
 import sys
+import warnings
+
+# mmengine imports pkg_resources (hence setuptools<81); its deprecation notice is noise here.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:  # run from a checkout without `pip install -e .`

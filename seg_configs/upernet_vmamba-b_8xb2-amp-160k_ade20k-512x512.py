@@ -1,0 +1,19 @@
+# UperNet 160k, VMamba v0-base: the paper's Table 3 row VMamba-B.
+_base_ = './_base_/upernet_amp-160k_ade20k-512x512.py'
+
+# ImageNet weights (README: "Pretrained weights"); override with
+#   --cfg-options model.backbone.init_cfg.checkpoint=PATH_OR_URL
+pretrained = 'checkpoints/vmamba/vssmbase_dp05_ckpt_epoch_260.pth'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='VMamba',
+        arch='v0-base',
+        drop_path_rate=0.6,  # VMamba release, base: 0.6
+        out_indices=(0, 1, 2, 3),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    decode_head=dict(in_channels=[128, 256, 512, 1024]),
+    auxiliary_head=dict(in_channels=512))
+
+# VMamba release: AdamW lr 6e-5, weight decay 0.01.
+optim_wrapper = dict(optimizer=dict(lr=6e-5))

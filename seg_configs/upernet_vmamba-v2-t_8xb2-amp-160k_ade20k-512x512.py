@@ -1,0 +1,19 @@
+# UperNet 160k, VMamba v2-tiny: the paper's Table 3 row VMambaV9-T.
+_base_ = './_base_/upernet_amp-160k_ade20k-512x512.py'
+
+# ImageNet weights (README: "Pretrained weights"); override with
+#   --cfg-options model.backbone.init_cfg.checkpoint=PATH_OR_URL
+pretrained = 'checkpoints/vmamba/vssm1_tiny_0230_ckpt_epoch_262.pth'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='VMamba',
+        arch='v2-tiny',
+        drop_path_rate=0.2,  # VMamba release, tiny: 0.2
+        out_indices=(0, 1, 2, 3),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    decode_head=dict(in_channels=[96, 192, 384, 768]),
+    auxiliary_head=dict(in_channels=384))
+
+# VMamba release: AdamW lr 6e-5, weight decay 0.01.
+optim_wrapper = dict(optimizer=dict(lr=6e-5))

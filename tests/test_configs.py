@@ -1,0 +1,180 @@
+"""Every det/seg config: loads, builds, follows the paper's recipe, and trains on toy data.
+
+Expected values come from the recipe (the MambaOut paper, its authors' stated settings,
+the VMamba release), written out here, not read back from the configs.
+"""
+import glob
+import os.path as osp
+import socket
+
+import pytest
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from conftest import REPO, run_tool, toy_options
+
+DET = sorted(p for p in glob.glob(osp.join(REPO, 'det_configs', '**', '*.py'), recursive=True)
+             if '_base_' not in p)
+SEG = sorted(p for p in glob.glob(osp.join(REPO, 'seg_configs', '**', '*.py'), recursive=True)
+             if '_base_' not in p)
+
+# backbone short name in the file name -> (type, arch, drop_path_rate, out channels)
+BACKBONES = {
+    'mambaout-femto': ('MambaOut', 'femto', 0.1, [48, 96, 192, 288]),
+    'mambaout-t': ('MambaOut', 'tiny', 0.3, [96, 192, 384, 576]),
+    'mambaout-s': ('MambaOut', 'small', 0.3, [96, 192, 384, 576]),
+    'mambaout-b': ('MambaOut', 'base', 0.6, [128, 256, 512, 768]),
+    'vmamba-t': ('VMamba', 'v0-tiny', 0.2, [96, 192, 384, 768]),
+    'vmamba-s': ('VMamba', 'v0-small', 0.3, [96, 192, 384, 768]),
+    'vmamba-b': ('VMamba', 'v0-base', 0.6, [128, 256, 512, 1024]),
+    'vmamba-v2-t': ('VMamba', 'v2-tiny', 0.2, [96, 192, 384, 768]),
+    'vmamba-v2-s': ('VMamba', 'v2-small', 0.3, [96, 192, 384, 768]),
+    'vmamba-v2-b': ('VMamba', 'v2-base', 0.6, [128, 256, 512, 1024]),
+    'timm-convnext-atto': ('TimmBackbone', None, 0.1, [40, 80, 160, 320]),
+}
+DET_RECIPE = dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, epochs=12, warmup_iters=1000,
+                  warmup_start=0.001, milestones=[8, 11], gamma=0.1, per_gpu_batch=2,
+                  gpus=8, scale=(1333, 800))
+SEG_RECIPE = dict(lr={'MambaOut': 1e-4, 'VMamba': 6e-5, 'TimmBackbone': 1e-4},
+                  weight_decay=0.01, warmup_iters=1500, iters=160000, per_gpu_batch=2, gpus=8,
+                  val_interval=16000, crop=(512, 512),
+                  tta_ratios=[0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
+
+
+def _short_name(path):
+    stem = osp.basename(path)
+    return stem.split('_')[1]
+
+
+def _backbone(path):
+    name = _short_name(path)
+    assert name in BACKBONES, f'{path}: backbone {name!r} has no expected values in this test'
+    return BACKBONES[name]
+
+
+def _pipeline_scale(pipeline, kind):
+    return [tuple(s['scale']) for s in pipeline if s['type'] == kind]
+
+
+def test_every_backbone_has_both_tasks():
+    assert {_short_name(p) for p in DET} == {_short_name(p) for p in SEG} == set(BACKBONES)
+
+
+def _check_amp(cfg):
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    assert 'backbones' in cfg.custom_imports.imports
+
+
+@pytest.mark.parametrize('path', DET, ids=osp.basename)
+def test_det_recipe(path):
+    cfg = Config.fromfile(path)
+    kind, arch, dpr, channels = _backbone(path)
+    r = DET_RECIPE
+    assert cfg.default_scope == 'mmdet' and cfg.model.type == 'MaskRCNN'
+    _check_amp(cfg)
+    opt = cfg.optim_wrapper.optimizer
+    assert (opt.type, opt.lr, tuple(opt.betas), opt.weight_decay) == \
+        ('AdamW', r['lr'], r['betas'], r['weight_decay'])
+    pw = cfg.optim_wrapper.paramwise_cfg
+    assert pw.norm_decay_mult == 0 and pw.bias_decay_mult == 0
+    assert all(pw.custom_keys[k].decay_mult == 0 for k in ('pos_embed', 'absolute_pos_embed'))
+    assert cfg.train_cfg.type == 'EpochBasedTrainLoop' and cfg.train_cfg.max_epochs == r['epochs']
+    warmup, step = cfg.param_scheduler
+    assert (warmup.type, warmup.by_epoch, warmup.end, warmup.start_factor) == \
+        ('LinearLR', False, r['warmup_iters'], r['warmup_start'])
+    assert (step.type, list(step.milestones), step.gamma) == ('MultiStepLR', r['milestones'], r['gamma'])
+    assert cfg.train_dataloader.batch_size * r['gpus'] == 16
+    assert cfg.auto_scale_lr.base_batch_size == 16
+    assert _pipeline_scale(cfg.train_dataloader.dataset.pipeline, 'Resize') == [r['scale']]
+    assert _pipeline_scale(cfg.test_dataloader.dataset.pipeline, 'Resize') == [r['scale']]
+    assert set(cfg.val_evaluator.metric) == {'bbox', 'segm'}
+    assert cfg.model.backbone.type == kind and cfg.model.backbone.get('arch') == arch
+    assert cfg.model.backbone.drop_path_rate == dpr
+    assert list(cfg.model.neck.in_channels) == channels
+
+
+@pytest.mark.parametrize('path', SEG, ids=osp.basename)
+def test_seg_recipe(path):
+    cfg = Config.fromfile(path)
+    kind, arch, dpr, channels = _backbone(path)
+    r = SEG_RECIPE
+    assert cfg.default_scope == 'mmseg' and cfg.model.type == 'EncoderDecoder'
+    _check_amp(cfg)
+    opt = cfg.optim_wrapper.optimizer
+    assert (opt.type, opt.lr, opt.weight_decay) == ('AdamW', r['lr'][kind], r['weight_decay'])
+    assert cfg.optim_wrapper.paramwise_cfg.norm_decay_mult == 0
+    assert cfg.train_cfg.type == 'IterBasedTrainLoop' and cfg.train_cfg.max_iters == r['iters']
+    assert cfg.train_cfg.val_interval == r['val_interval']
+    warmup, poly = cfg.param_scheduler
+    assert (warmup.type, warmup.end, warmup.by_epoch) == ('LinearLR', r['warmup_iters'], False)
+    assert (poly.type, poly.power, poly.begin, poly.end) == ('PolyLR', 1.0, r['warmup_iters'], r['iters'])
+    assert cfg.train_dataloader.batch_size * r['gpus'] == 16
+    assert tuple(cfg.model.data_preprocessor.size) == r['crop']
+    head, aux = cfg.model.decode_head, cfg.model.auxiliary_head
+    assert head.type == 'UPerHead' and head.channels == 512 and head.num_classes == 150
+    assert list(head.in_channels) == channels
+    assert aux.type == 'FCNHead' and aux.in_index == 2 and aux.in_channels == channels[2]
+    assert aux.loss_decode.loss_weight == 0.4
+    assert head.norm_cfg.type == aux.norm_cfg.type == 'SyncBN'
+    assert cfg.model.backbone.type == kind and cfg.model.backbone.get('arch') == arch
+    assert cfg.model.backbone.drop_path_rate == dpr
+    ratios = [t['scale_factor'] for t in cfg.tta_pipeline[1].transforms[0]]
+    assert ratios == r['tta_ratios'] and cfg.tta_model.type == 'SegTTAModel'
+
+
+@pytest.mark.parametrize('path', DET + SEG, ids=osp.basename)
+def test_config_builds(path):
+    from mmengine.registry import MODELS
+    import mmdet.utils
+    import mmseg.utils
+    cfg = Config.fromfile(path)
+    (mmdet.utils if cfg.default_scope == 'mmdet' else mmseg.utils).register_all_modules(False)
+    cfg.model.backbone.init_cfg = None
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(cfg.model)
+    assert type(model.backbone).__name__ == _backbone(path)[0]
+
+
+# ---- training on toy data through tools/train.py -----------------------------------------
+def _train_opts(path, toy_data):
+    kind = _backbone(path)[0]
+    is_det = osp.basename(path).startswith('mask-rcnn')
+    root = toy_data['coco'] if is_det else toy_data['ade']
+    # 8 toy images, batch 4: two iterations, then a validation pass.
+    opts = toy_options(path, root, scale=128, batch_size=4) + [
+        'default_hooks.logger.interval=1', 'randomness.seed=0']
+    if kind != 'TimmBackbone':
+        opts.append('model.backbone.init_cfg=None')  # no ImageNet weights on CI machines
+    if kind == 'VMamba':
+        opts.append('model.backbone.scan_backend=torch')
+    opts += ['train_cfg.max_epochs=1'] if is_det else [
+        'train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2']
+    return opts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('path', DET + SEG, ids=osp.basename)
+def test_trains_two_iterations_on_toy_data(path, toy_data, tmp_path):
+    out = run_tool('tools/train.py', path, '--work-dir', tmp_path,
+                   '--cfg-options', *_train_opts(path, toy_data)).stdout
+    is_det = osp.basename(path).startswith('mask-rcnn')
+    assert ('Epoch(train) [1][2/2]' if is_det else 'Iter(train) [2/2]') in out
+    assert ('coco/bbox_mAP' if is_det else 'mIoU') in out  # evaluation ran
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return str(s.getsockname()[1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', ['mask-rcnn_mambaout-t_fpn_8xb2-amp-1x_coco.py',
+                                  'upernet_vmamba-v2-t_8xb2-amp-160k_ade20k-512x512.py'])
+def test_dist_train_two_cpu_processes(name, toy_data, tmp_path):
+    path = next(p for p in DET + SEG if osp.basename(p) == name)
+    opts = [o.replace('batch_size=4', 'batch_size=2') for o in _train_opts(path, toy_data)]
+    out = run_tool('tools/dist_train.sh', path, 2, '--work-dir', tmp_path, '--cfg-options', *opts,
+                   env={'PORT': _free_port(), 'OMP_NUM_THREADS': '1'}).stdout
+    assert 'gloo backend' in out and 'SyncBN layers become BN' in out
