@@ -55,6 +55,23 @@ def _plain(value):
     return float(value) if hasattr(value, '__float__') and not isinstance(value, str) else value
 
 
+def run_description(cfg):
+    """What the leaderboard needs to place a run: backbone, data, schedule."""
+    from make_toy_data import TOY_MARKER
+    backbone = cfg.model.get('module', cfg.model).get('backbone', {})
+    dataset = cfg.test_dataloader.dataset
+    while 'dataset' in dataset:
+        dataset = dataset['dataset']
+    data_root = dataset.get('data_root', '')
+    train_cfg = cfg.get('train_cfg') or {}
+    schedule = (f"{train_cfg['max_epochs']}e" if 'max_epochs' in train_cfg else
+                f"{train_cfg['max_iters']}i" if 'max_iters' in train_cfg else '')
+    return dict(backbone=dict(type=backbone.get('type'), arch=backbone.get('arch'),
+                              model_name=backbone.get('model_name')),
+                dataset=dataset.get('type'), data_root=data_root, schedule=schedule,
+                toy=osp.isfile(osp.join(data_root, TOY_MARKER)))
+
+
 def apply_tta(cfg):
     if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
         raise SystemExit('error: --tta needs tta_model and tta_pipeline in the config')
@@ -111,7 +128,8 @@ def main():
             metrics={k: _plain(v) for k, v in metrics.items()},
             config=osp.abspath(args.config), checkpoint=osp.abspath(args.checkpoint),
             task=scope, tta=args.tta, world_size=runner.world_size,
-            date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')))
+            date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+            **run_description(cfg)))
 
 
 if __name__ == '__main__':
