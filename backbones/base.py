@@ -28,6 +28,17 @@ def check_out_indices(out_indices, num_stages):
     return tuple(sorted(out_indices))
 
 
+def per_stage_flags(with_cp, num_stages, owner='backbone'):
+    """``with_cp`` as one bool per stage (a single bool applies to all)."""
+    if isinstance(with_cp, bool):
+        return (with_cp,) * num_stages
+    flags = tuple(with_cp)
+    if len(flags) != num_stages or not all(isinstance(f, bool) for f in flags):
+        raise ValueError(f'{owner}: with_cp must be a bool or {num_stages} bools (one per '
+                         f'stage), got {with_cp!r}')
+    return flags
+
+
 class DenseBackbone(BaseModule):
     #: Key prefixes that exist only in the dense model (not in ImageNet checkpoints).
     new_key_prefixes = ('out_norms.',)
@@ -41,7 +52,7 @@ class DenseBackbone(BaseModule):
             raise ValueError(f'frozen_stages must be in [-1, {num_stages}], got {frozen_stages}')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
-        self.with_cp = with_cp
+        self.with_cp = per_stage_flags(with_cp, num_stages, type(self).__name__)
 
     # ---- hooks for subclasses -------------------------------------------------------
     # ``stem`` is looked up with getattr(): a class attribute ``stem = None`` here would

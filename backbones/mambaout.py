@@ -28,29 +28,15 @@ not the paper's models and are deliberately not supported.
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from timm.layers import DropPath
 from torch import nn
 
 from .base import DenseBackbone
+from .layers import LayerNorm, stage_drop_path_rates
 from .registry import register_backbone
 
 __all__ = ['MambaOut']
-
-
-class LayerNorm(nn.LayerNorm):
-    """LayerNorm over the last (channel) dim, always computed in float32.
-
-    Under autocast the result stays float32 (autocast's own policy for ``layer_norm`` on
-    CPU and CUDA), so the residual stream is never rounded to fp16/bf16; outside autocast
-    it is returned in the input dtype (a model cast to bf16 stays bf16).
-    """
-
-    def forward(self, x):
-        y = F.layer_norm(x.float(), self.normalized_shape, self.weight.float(),
-                         self.bias.float(), self.eps)
-        return y if torch.is_autocast_enabled(x.device.type) else y.to(x.dtype)
 
 
 NormLayer = partial(LayerNorm, eps=1e-6)  # as the official release (and timm) use
@@ -181,16 +167,14 @@ class MambaOut(DenseBackbone):
         super().__init__(num_stages, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
         self.depths, self.dims = depths, dims
-        self.with_cp = _per_stage_flags(with_cp, num_stages)
 
         self.stem = Stem(in_channels, dims[0])
-        dpr = _linspace(0., drop_path_rate, sum(depths))  # plain floats: meta-device safe
+        dpr = stage_drop_path_rates(drop_path_rate, depths)
         self.stages = nn.ModuleList()
         for i in range(num_stages):
-            start = sum(depths[:i])
             self.stages.append(MambaOutStage(
                 dims[i - 1] if i else dims[0], dims[i], depths[i],
-                drop_path_rates=dpr[start:start + depths[i]], downsample=i > 0,
+                drop_path_rates=dpr[i], downsample=i > 0,
                 expansion_ratio=expansion_ratio, kernel_size=kernel_size,
                 conv_ratio=conv_ratio))
         # Identity for stages that are not returned keeps ``out_norms.<stage>`` key names.
@@ -281,20 +265,6 @@ def _official_to_own(key):
     if parts[0] == 'stages' and len(parts) > 2 and parts[2].isdigit():  # stages.S.B.x
         return '.'.join(parts[:2] + ['blocks'] + parts[2:])
     return key
-
-
-def _linspace(start, end, num):
-    return [start + (end - start) * i / max(num - 1, 1) for i in range(num)]
-
-
-def _per_stage_flags(with_cp, num_stages):
-    if isinstance(with_cp, bool):
-        return (with_cp,) * num_stages
-    flags = tuple(with_cp)
-    if len(flags) != num_stages or not all(isinstance(f, bool) for f in flags):
-        raise ValueError(f'MambaOut: with_cp must be a bool or {num_stages} bools (one per '
-                         f'stage), got {with_cp!r}')
-    return flags
 
 
 def _check_args(dims, in_channels, expansion_ratio, kernel_size, conv_ratio, drop_path_rate):

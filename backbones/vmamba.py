@@ -38,24 +38,12 @@ import torch.utils.checkpoint as cp
 from torch import nn
 
 from .base import DenseBackbone
+from .layers import LayerNorm, stage_drop_path_rates
 from .registry import register_backbone
 from .scan_routes import SCAN_ROUTES, get_scan_route
 from .selective_scan import BACKENDS, selective_scan
 
 __all__ = ['VMamba', 'SS2D']
-
-
-class LayerNorm(nn.LayerNorm):
-    """LayerNorm over the last dim, computed in float32 (a fp16 LN of SSM outputs overflows).
-
-    Returns float32 under autocast (autocast's own policy for layer_norm), else the input
-    dtype, so a model cast to bf16 stays bf16.
-    """
-
-    def forward(self, x):
-        y = F.layer_norm(x.float(), self.normalized_shape, self.weight.float(),
-                         self.bias.float(), self.eps)
-        return y if torch.is_autocast_enabled(x.device.type) else y.to(x.dtype)
 
 
 class DropPath(nn.Module):
@@ -338,17 +326,15 @@ class VMamba(DenseBackbone):
                          norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
         self.arch_settings = dict(cfg, depths=depths, dims=dims)
         self.depths, self.dims = depths, dims
-        self.with_cp = _per_stage_flags(with_cp, num_stages)
 
         stem, downsample = STEMS[cfg.pop('stem')], DOWNSAMPLES[cfg.pop('downsample')]
         cfg.pop('version')
         self.patch_embed = stem(in_channels, dims[0])
-        dpr = _linspace(0., drop_path_rate, sum(depths))
+        dpr = stage_drop_path_rates(drop_path_rate, depths)
         self.layers = nn.ModuleList()
         for i in range(num_stages):
-            start = sum(depths[:i])
             self.layers.append(VSSStage(
-                dims[i], depths[i], dpr[start:start + depths[i]],
+                dims[i], depths[i], dpr[i],
                 downsample=downsample(dims[i], dims[i + 1]) if i < num_stages - 1 else None,
                 scan_route=scan_route, scan_backend=scan_backend, **cfg))
         self.out_norms = nn.ModuleList([
@@ -467,20 +453,6 @@ class VMamba(DenseBackbone):
 
 
 # ---- helpers ---------------------------------------------------------------------------
-def _linspace(start, end, num):
-    return [start + (end - start) * i / max(num - 1, 1) for i in range(num)]
-
-
-def _per_stage_flags(with_cp, num_stages):
-    if isinstance(with_cp, bool):
-        return (with_cp,) * num_stages
-    flags = tuple(with_cp)
-    if len(flags) != num_stages or not all(isinstance(f, bool) for f in flags):
-        raise ValueError(f'VMamba: with_cp must be a bool or {num_stages} bools (one per '
-                         f'stage), got {with_cp!r}')
-    return flags
-
-
 def _check_args(in_channels, drop_path_rate, scan_backend, scan_route):
     if not (isinstance(in_channels, int) and in_channels > 0):
         raise ValueError(f'VMamba: in_channels must be a positive int, got {in_channels!r}')

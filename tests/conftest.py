@@ -35,6 +35,27 @@ def toy_options(config, data_root, scale=160, batch_size=2):
     return toy_cfg_options(Config.fromfile(config), data_root, scale=scale, batch_size=batch_size)
 
 
+def randomize_(model, seed=0):
+    """Give every parameter a distinct value, so a swapped or missing mapping shows."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return model
+
+
+@pytest.fixture(scope='module')
+def one_intra_op_thread():
+    """Run a module's many mid-sized ops on one thread: on a shared 2-core machine an
+    OpenMP barrier waits for a descheduled second thread on every op (20-50x slower)."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope='session')
 def toy_data(tmp_path_factory):
     """Small toy COCO + ADE20K sets (8 train / 4 val images each)."""

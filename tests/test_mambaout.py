@@ -18,7 +18,7 @@ from torch import nn
 
 from backbones.checkpoint import CheckpointError, load_state_dict_strict
 from backbones.mambaout import MambaOut
-from conftest import REPO, run_tool
+from conftest import REPO, run_tool, randomize_
 
 CONVERT = os.path.join(REPO, 'tools', 'convert_checkpoint.py')
 
@@ -44,15 +44,6 @@ def _ceil_halvings(n, times):
 def _expected_shapes(batch, h, w, dims, indices):
     return [(batch, dims[i], _ceil_halvings(h, i + 2), _ceil_halvings(w, i + 2))
             for i in indices]
-
-
-def _randomize(model, seed=0):
-    """Give every tensor a distinct value so a swapped or missing mapping shows."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
-    return model
 
 
 def _backbone_sd(model):
@@ -95,7 +86,7 @@ def _classifier(dim, final_norm, names, num_classes=10):
 
 @pytest.fixture(scope='module')
 def femto_source():
-    model = _randomize(MambaOut('femto'))
+    model = randomize_(MambaOut('femto'))
     return _backbone_sd(model)
 
 
@@ -350,14 +341,14 @@ def test_timm_format_loads(tmp_path, femto_source):
 
 def test_real_timm_checkpoint_loads(tmp_path):
     timm = pytest.importorskip('timm')
-    src = _randomize(timm.create_model('mambaout_femto'))
+    src = randomize_(timm.create_model('mambaout_femto'))
     model = _load(tmp_path, {'model': src.state_dict()})
     _assert_weights_equal(model, {k: v for k, v in src.state_dict().items()
                                   if not k.startswith('head.')})
 
 
 def test_own_format_loads_with_prefix(tmp_path):
-    src = _randomize(MambaOut('femto', out_indices=(1, 2)))
+    src = randomize_(MambaOut('femto', out_indices=(1, 2)))
     full = {f'backbone.{k}': v for k, v in src.state_dict().items()}
     full['neck.conv.weight'] = torch.ones(1)
     model = MambaOut('femto', out_indices=(1, 2), init_cfg=dict(
@@ -446,7 +437,7 @@ def test_same_tensors_as_timm(arch):
 @pytest.mark.parametrize('arch, size', [('femto', (97, 65)), ('tiny', (63, 45))])
 def test_stage_outputs_equal_timm_features_only(arch, size):
     timm = pytest.importorskip('timm')
-    ref = _randomize(timm.create_model(f'mambaout_{arch}', features_only=True)).eval()
+    ref = randomize_(timm.create_model(f'mambaout_{arch}', features_only=True)).eval()
     # features_only flattens ``stages`` into ``stages_<i>``; otherwise timm's own keys
     sd = {re.sub(r'^stages_(\d+)\.', r'stages.\1.', k): v for k, v in ref.state_dict().items()}
     model = MambaOut(arch).eval()

@@ -12,14 +12,7 @@ from backbones.selective_scan import (available_backends, resolve_backend, selec
 CUDA = torch.cuda.is_available()
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_intra_op_thread():
-    """Run this module's many mid-sized ops on one thread: on a shared 2-core machine an
-    OpenMP barrier waits for a descheduled second thread on every op (20-50x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
 
 def reference_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):

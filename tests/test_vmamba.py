@@ -18,7 +18,7 @@ from backbones import selective_scan as ss
 from backbones.checkpoint import CheckpointError
 from backbones.scan_routes import SCAN_ROUTES, get_scan_route
 from backbones.vmamba import SS2D, VMamba
-from conftest import REPO, run_tool
+from conftest import REPO, run_tool, randomize_
 from test_selective_scan import reference_scan
 
 CONVERT = os.path.join(REPO, 'tools', 'convert_checkpoint.py')
@@ -40,14 +40,7 @@ MINI = {'v0': dict(version='v0', depths=(1, 1, 2, 1), embed_dim=16),
         'v2': dict(version='v2', depths=(1, 1, 2, 1), embed_dim=16)}
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_intra_op_thread():
-    """Run this module's many mid-sized ops on one thread: on a shared 2-core machine an
-    OpenMP barrier waits for a descheduled second thread on every op (20-50x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
 
 def _ceil_div(n, k):
@@ -56,14 +49,6 @@ def _ceil_div(n, k):
 
 def _own_params(model):
     return sum(p.numel() for k, p in model.named_parameters() if not k.startswith('out_norms.'))
-
-
-def _randomize(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
-    return model
 
 
 # ---- sizes and shapes -------------------------------------------------------------------
@@ -166,7 +151,7 @@ def release_ss2d_forward(m, x):
 @pytest.mark.parametrize('gate,d_state,conv_bias', [(True, 16, True), (False, 1, False)])
 def test_ss2d_matches_release_forward(gate, d_state, conv_bias):
     torch.manual_seed(0)
-    m = _randomize(SS2D(12, d_state=d_state, gate=gate, conv_bias=conv_bias))
+    m = randomize_(SS2D(12, d_state=d_state, gate=gate, conv_bias=conv_bias))
     x = torch.randn(2, 5, 7, 12)  # H != W: a swapped transpose shows
     torch.testing.assert_close(m(x), release_ss2d_forward(m, x), atol=1e-4, rtol=1e-4)
 
@@ -226,7 +211,7 @@ def test_with_cp_same_outputs_and_grads(version, monkeypatch):
     calls = []
     real = vm.cp.checkpoint
     monkeypatch.setattr(vm.cp, 'checkpoint', lambda *a, **k: calls.append(k) or real(*a, **k))
-    ref = _randomize(VMamba(MINI[version], drop_path_rate=0.)).train()
+    ref = randomize_(VMamba(MINI[version], drop_path_rate=0.)).train()
     cpm = VMamba(MINI[version], drop_path_rate=0., with_cp=True).train()
     cpm.load_state_dict(ref.state_dict())
     x = torch.randn(1, 3, 37, 29)
@@ -251,7 +236,7 @@ def test_autocast_is_finite_and_scans_in_fp32(version, dtype, monkeypatch):
         return real(a, h, *args, **kwargs)
 
     monkeypatch.setattr(ss, '_scan_', spy)
-    model = _randomize(VMamba(MINI[version])).eval()
+    model = randomize_(VMamba(MINI[version])).eval()
     x = torch.randn(1, 3, 45, 35)
     with torch.no_grad():
         ref = model(x)

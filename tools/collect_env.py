@@ -17,11 +17,22 @@ PACKAGES = ('torch', 'torchvision', 'mmengine', 'mmcv', 'mmdet', 'mmseg', 'timm'
             'pycocotools', 'faster_coco_eval', 'numpy', 'cv2')
 
 
+DISTRIBUTIONS = {'mmseg': 'mmsegmentation', 'cv2': 'opencv-python'}
+
+
 def _version(name):
     try:
-        return getattr(importlib.import_module(name), '__version__', 'unknown')
+        module = importlib.import_module(name)
     except Exception as err:  # noqa: BLE001 - an env report must not crash
         return f'not importable ({type(err).__name__}: {err})'
+    version = getattr(module, '__version__', None)
+    if version is None:
+        from importlib import metadata
+        try:
+            version = metadata.version(DISTRIBUTIONS.get(name, name))
+        except metadata.PackageNotFoundError:
+            version = 'unknown'
+    return version
 
 
 def _mmcv_ops():
