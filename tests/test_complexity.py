@@ -18,7 +18,11 @@ from get_flops import measure, selective_scan_macs  # noqa: E402
 from leaderboard import BACKBONE_ROWS, PAPER  # noqa: E402
 
 # (task, paper row, column) -> reason; each is written up in results/NOTES.md
-EXCEPTIONS = {}
+EXCEPTIONS = {
+    ('det', 'VMambaV9-S', 'params_m'): 'published 64M; the VMamba release card says 70M',
+    ('det', 'VMambaV9-S', 'macs_g'): 'published 357G; the release card 384G; both contradict '
+                                     'its classification MACs (8.7G at 224x224)',
+}
 
 
 def _paper():
@@ -56,7 +60,8 @@ def test_params_and_macs_match_the_paper(task, row, path):
     res = measure(path)
     params_ok = abs(res['params_m'] - float(published['params_m'])) <= 1.0
     macs_ok = abs(res['macs_g'] / float(published['macs_g']) - 1) <= 0.02
-    if (task, row, 'params_m') not in EXCEPTIONS:
-        assert params_ok, f"{row}: {res['params_m']}M vs published {published['params_m']}M"
-    if (task, row, 'macs_g') not in EXCEPTIONS:
-        assert macs_ok, f"{row}: {res['macs_g']}G vs published {published['macs_g']}G"
+    # A documented exception must really miss the tolerance, or its note has gone stale.
+    assert params_ok != ((task, row, 'params_m') in EXCEPTIONS), \
+        f"{row}: {res['params_m']}M vs published {published['params_m']}M"
+    assert macs_ok != ((task, row, 'macs_g') in EXCEPTIONS), \
+        f"{row}: {res['macs_g']}G vs published {published['macs_g']}G"
