@@ -80,8 +80,15 @@ def test_segmentation_train_resume_test(toy_data, tmp_path):
     run_tool('tools/test.py', SEG_CFG, osp.join(work, 'iter_4.pth'), '--work-dir', test_dir,
              '--cfg-options', *_seg_opts(toy_data, 4))
     record = _metrics(test_dir)
-    assert record['task'] == 'mmseg'
+    assert record['task'] == 'mmseg' and not record['tta']
     assert 0.0 <= record['metrics']['mIoU'] <= 100.0
+
+    tta_dir = str(tmp_path / 'seg_tta')  # multi-scale + flip through the config's tta_pipeline
+    run_tool('tools/test.py', SEG_CFG, osp.join(work, 'iter_4.pth'), '--work-dir', tta_dir,
+             '--tta', '--cfg-options', *_seg_opts(toy_data, 4))
+    record = _metrics(tta_dir)
+    assert record['tta'] and 0.0 <= record['metrics']['mIoU'] <= 100.0
+    assert 'SegTTAModel' in open(osp.join(tta_dir, 'config.py')).read()
 
 
 def test_dist_train_two_cpu_processes(toy_data, tmp_path):
