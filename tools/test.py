@@ -12,7 +12,6 @@ import datetime
 import json
 import os
 import os.path as osp
-import tempfile
 
 from _common import default_work_dir, load_config, log_notes, setup_device
 
@@ -37,17 +36,8 @@ def parse_args():
 
 
 def write_json_atomic(path, obj):
-    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path) or '.', prefix='.tmp-', suffix='.json')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from leaderboard import write_atomic  # temp file + rename: never a half-written file
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
 def _plain(value):
