@@ -128,10 +128,10 @@ def measure(config, shape=None):
                 shape=f'{shape[0]}x{shape[1]}')
 
 
-def config_digest(path):
+def config_digest(cfg):
     """Hash of the resolved config (bases included): any edit invalidates its cached row."""
     import hashlib
-    return hashlib.sha256(load_config(path).pretty_text.encode()).hexdigest()[:12]
+    return hashlib.sha256(cfg.pretty_text.encode()).hexdigest()[:12]
 
 
 FIELDS = ['config', 'config_digest', 'params_m', 'macs_g', 'shape']
@@ -151,8 +151,9 @@ def measure_all(out, shape=None, force=False, log=print):
     configs = find_configs([osp.join(REPO, 'det_configs'), osp.join(REPO, 'seg_configs')])
     rows = []
     for i, path in enumerate(configs, 1):
-        name, digest, start = osp.basename(path), config_digest(path), time.time()
-        wanted = 'x'.join(map(str, shape or DEFAULT_SHAPE[load_config(path).default_scope]))
+        cfg, name, start = load_config(path), osp.basename(path), time.time()
+        digest = config_digest(cfg)
+        wanted = 'x'.join(map(str, shape or DEFAULT_SHAPE[cfg.default_scope]))
         prev = old.get(name, {})
         if prev.get('config_digest') == digest and prev.get('shape') == wanted:
             rows.append(prev)

@@ -74,7 +74,6 @@ def run_logged(cmd, log_path, echo=('Epoch(train)', 'Iter(train)', 'Epoch(val)',
 
 
 def has_valid_metrics(folder):
-    sys.path.insert(0, TOOLS)
     from leaderboard import RunError, load_run
     try:
         load_run(folder)
@@ -116,9 +115,9 @@ def step_toy_runs(roots, results, force, work_root, only=None):
         if has_valid_metrics(run_dir) and not force:
             say(f'toy run {i}/{len(selected)} {stem}: done before ({run_dir})')
             continue
-        scope = Config.fromfile(path).default_scope
-        opts = toy_cfg_options(Config.fromfile(path), roots[scope], scale=TOY_SCALE,
-                               batch_size=4) + TOY_SCHEDULE[scope] + [
+        cfg = Config.fromfile(path)
+        opts = toy_cfg_options(cfg, roots[cfg.default_scope], scale=TOY_SCALE,
+                               batch_size=4) + TOY_SCHEDULE[cfg.default_scope] + [
             'model.backbone.init_cfg=None', 'randomness.seed=0',
             'default_hooks.logger.interval=10']
         work = osp.join(work_root, f'toy-{stem}')
