@@ -6,10 +6,14 @@ checkpoint until a table row comes out a few points low. Here a missing, unexpec
 mis-shaped backbone key is an error that names the keys.
 """
 import os
+import os.path as osp
 import pickle
+import tempfile
+import zipfile
 from collections import OrderedDict
 
 import torch
+from mmengine.fileio import LocalBackend, register_backend
 
 WRAPPER_KEYS = ('state_dict', 'model', 'model_ema', 'module')
 
@@ -97,3 +101,72 @@ def load_state_dict_strict(module, state_dict, allow_missing=(), source='checkpo
         raise CheckpointError('\n'.join(parts))
     module.load_state_dict(state_dict, strict=False)
     return module
+
+
+def write_file_atomic(data, path):
+    """Write ``data`` (bytes or str) so that ``path`` is either the old file or the whole
+    new one, whatever kills the process and when: temp file beside it, fsync, rename."""
+    path = os.fspath(path)
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.part')
+    try:
+        with os.fdopen(fd, 'wb' if isinstance(data, (bytes, bytearray, memoryview)) else 'w') \
+                as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:  # make the rename itself survive a power cut
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend with atomic ``put``: a checkpoint written by
+    ``CheckpointHook`` appears under its name only once complete. Select it with
+    ``default_hooks.checkpoint.backend_args=dict(backend='atomic_local')`` (our bases do)."""
+
+    def put(self, obj, filepath):
+        write_file_atomic(obj, filepath)
+
+    def put_text(self, obj, filepath, encoding='utf-8'):
+        write_file_atomic(obj.encode(encoding), filepath)
+
+
+register_backend('atomic_local', AtomicLocalBackend, force=True)
+
+
+def check_checkpoint_file(path):
+    """Refuse, without unpickling anything, a checkpoint that is truncated or that names
+    globals outside the weights_only allow-list (i.e. could run code when loaded)."""
+    path = os.fspath(path)
+    if not osp.isfile(path):
+        raise CheckpointError(f'checkpoint file not found: {path}')
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f'{path} is not a complete torch checkpoint (truncated by a crash during '
+            f'writing, or not saved with torch.save); use an earlier checkpoint')
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as err:  # a zip that is not a torch archive
+        raise CheckpointError(f'{path} is not a readable torch checkpoint: {err}') from None
+    if unsafe:  # outside torch's allow-list plus ours (backbones.runtime)
+        raise CheckpointError(
+            f'refusing to load {path}: it contains pickled objects that are not plain '
+            f'tensors/containers ({", ".join(sorted(unsafe)[:5])}), so loading it could run '
+            f'arbitrary code. If you trust the file, re-save its tensors as a plain '
+            f'state_dict.')

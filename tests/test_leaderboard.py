@@ -3,7 +3,10 @@ import csv
 import json
 import os
 import os.path as osp
+import random
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -98,4 +101,40 @@ def test_failed_write_keeps_previous_file(runs, tmp_path, monkeypatch):
     with pytest.raises(OSError, match='disk full'):
         leaderboard.main(['--runs', runs, '--out', out])
     assert open(osp.join(out, 'leaderboard.csv')).read() == before
-    assert not [f for f in os.listdir(out) if f.startswith('.tmp-')]
+    assert not [f for f in os.listdir(out) if f.endswith('.part')]
+
+
+def _collector(runs, out):
+    return subprocess.Popen([sys.executable, osp.join(TOOLS, 'leaderboard.py'), '--runs', runs,
+                             '--out', out], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+@pytest.mark.slow
+def test_concurrent_and_killed_collectors_never_corrupt_the_csv(runs, tmp_path):
+    out = str(tmp_path / 'out')
+    empty = str(tmp_path / 'no-runs')
+    os.makedirs(empty)
+    leaderboard.main(['--runs', empty, '--out', out])
+    old = open(osp.join(out, 'leaderboard.csv')).read()
+    leaderboard.main(['--runs', runs, '--out', str(tmp_path / 'expected')])
+    new = open(osp.join(tmp_path / 'expected', 'leaderboard.csv')).read()
+    assert old != new
+    csv_path = osp.join(out, 'leaderboard.csv')
+
+    # A collector killed at random moments leaves the old CSV or the new one, never a mix.
+    rng = random.Random(0)
+    for _ in range(5):
+        with open(csv_path, 'w') as f:
+            f.write(old)
+        proc = _collector(runs, out)
+        time.sleep(rng.uniform(1.0, 6.0))
+        proc.kill()
+        proc.wait()
+        assert open(csv_path).read() in (old, new)
+
+    # Two collectors at once: both finish, and the CSV is one complete version.
+    procs = [_collector(runs, out), _collector(runs, out)]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stdout.read()
+    assert open(csv_path).read() == new

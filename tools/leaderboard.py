@@ -20,7 +20,6 @@ import json
 import os
 import os.path as osp
 import sys
-import tempfile
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PAPER = {'det': osp.join(REPO, 'results', 'paper', 'table2_coco_mask_rcnn_1x.csv'),
@@ -214,20 +213,10 @@ def build_rows(paper, runs, complexity, configs_by_row):
 
 # ---- writers ----------------------------------------------------------------------------
 def write_atomic(path, data, mode='w'):
-    """Write to a temp file beside ``path`` and rename it into place: readers and crashes
-    see the old file or the new one, never half of one."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=osp.dirname(osp.abspath(path)), prefix='.tmp-')
-    try:
-        with os.fdopen(fd, mode) as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Readers and crashes see the old file or the new one, never half of one (``mode``
+    is kept for callers; bytes or str decide it). See backbones.checkpoint."""
+    from backbones.checkpoint import write_file_atomic
+    write_file_atomic(data, path)
 
 
 def to_csv(rows):

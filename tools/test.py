@@ -12,11 +12,13 @@ import datetime
 import json
 import os
 import os.path as osp
+import sys
 
 from _common import default_work_dir, load_config, log_notes, setup_device
+from _preflight import PreflightError, preflight
 
 
-def parse_args():
+def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='Evaluate a detector or segmentor')
     parser.add_argument('config', help='test config file path')
@@ -32,7 +34,7 @@ def parse_args():
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def write_json_atomic(path, obj):
@@ -73,8 +75,8 @@ def apply_tta(cfg):
     dataset.pipeline = cfg.tta_pipeline
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
     cfg = load_config(args.config, args.cfg_options)
@@ -95,6 +97,12 @@ def main():
             cfg.visualizer.save_dir = osp.abspath(args.show_dir)
     if args.out and scope == 'mmseg':
         cfg.test_evaluator.update(output_dir=args.out, keep_results=True)
+
+    if os.environ.get('LOCAL_RANK', '0') == '0':  # see tools/train.py
+        try:  # the backbone's ImageNet checkpoint is not needed to test a trained model
+            preflight(cfg, ('test',), checkpoint=args.checkpoint, pretrained=False)
+        except PreflightError as err:
+            sys.exit(f'error: {args.checkpoint} cannot be tested with {args.config}:\n{err}')
 
     notes = setup_device(cfg, args.launcher)
 

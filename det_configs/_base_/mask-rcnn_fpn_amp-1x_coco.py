@@ -12,7 +12,9 @@ _base_ = [
 custom_imports = dict(imports=['backbones'], allow_failed_imports=False)
 
 # Single-scale training and testing at 1333x800 (from coco_instance.py).
-train_dataloader = dict(batch_size=2, num_workers=2)
+# Workers restart each epoch (not persistent) so that their seeded random streams restart
+# too: a run resumed from an epoch checkpoint then draws the same augmentations.
+train_dataloader = dict(batch_size=2, num_workers=2, persistent_workers=False)
 
 max_epochs = 12
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
@@ -35,4 +37,9 @@ optim_wrapper = dict(
             'pos_embed': dict(decay_mult=0.0),
         }))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3))
+# Checkpoints are written atomically (backbones/checkpoint.py); custom_hooks make resume
+# exact, stop fp32 runs at a NaN/inf loss and save on SIGTERM (backbones/hooks.py).
+default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3,
+                                     backend_args=dict(backend='atomic_local')))
+custom_hooks = [dict(type='RandomStateHook'), dict(type='NonFiniteLossHook'),
+                dict(type='GracefulStopHook')]

@@ -40,5 +40,9 @@ optim_wrapper = dict(
             'absolute_pos_embed': dict(decay_mult=0.0),
             'relative_position_bias_table': dict(decay_mult=0.0),
         }))
+# Checkpoints are written atomically (backbones/checkpoint.py); custom_hooks make resume
+# exact, stop fp32 runs at a NaN/inf loss and save on SIGTERM (backbones/hooks.py).
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=16000,
-                                     max_keep_ckpts=3))
+                                     max_keep_ckpts=3, backend_args=dict(backend='atomic_local')))
+custom_hooks = [dict(type='RandomStateHook'), dict(type='NonFiniteLossHook'),
+                dict(type='GracefulStopHook')]
