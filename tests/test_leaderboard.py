@@ -122,13 +122,18 @@ def test_concurrent_and_killed_collectors_never_corrupt_the_csv(runs, tmp_path):
     assert old != new
     csv_path = osp.join(out, 'leaderboard.csv')
 
-    # A collector killed at random moments leaves the old CSV or the new one, never a mix.
+    start = time.monotonic()
+    assert _collector(runs, str(tmp_path / 'timed')).wait(timeout=300) == 0
+    duration = time.monotonic() - start
+
+    # A collector killed at random moments leaves the old CSV or the new one, never a mix;
+    # the moments spread over a whole run (start-up is most of it, the writes at the end).
     rng = random.Random(0)
     for _ in range(5):
         with open(csv_path, 'w') as f:
             f.write(old)
         proc = _collector(runs, out)
-        time.sleep(rng.uniform(1.0, 6.0))
+        time.sleep(rng.uniform(0.5, 1.1) * duration)
         proc.kill()
         proc.wait()
         assert open(csv_path).read() in (old, new)

@@ -1,6 +1,7 @@
 """The runtime fixes: weights_only checkpoints, AMP / DDP / SyncBN on CPU."""
 import hashlib
 import os
+import os.path as osp
 import pickle
 
 import pytest
@@ -10,7 +11,7 @@ from mmengine.config import Config
 import backbones  # noqa: F401  (applies the allow-list)
 from backbones.checkpoint import CheckpointError, load_checkpoint_file
 from backbones.runtime import adapt_cfg_to_device, mmengine_checkpoint_globals
-from conftest import TEST_CONFIGS
+from conftest import REPO, TEST_CONFIGS
 
 
 class _RunsCode:
@@ -135,3 +136,15 @@ def test_cpu_ddp_wrapper_reverts_syncbn(monkeypatch, tmp_path):
         wrapped.module(torch.randn(2, 3, 4, 4)).sum().backward()
     finally:
         dist.destroy_process_group()
+
+
+def test_package_model_index_is_parsed_once_and_configs_are_unchanged(monkeypatch):
+    from mmengine.config import utils as config_utils
+    config = osp.join(REPO, 'det_configs', 'mask-rcnn_mambaout-t_fpn_8xb2-amp-1x_coco.py')
+    assert hasattr(config_utils.load, 'cache_info')
+    cached = Config.fromfile(config).pretty_text
+    hits = config_utils.load.cache_info().hits
+    Config.fromfile(config)
+    assert config_utils.load.cache_info().hits > hits  # the second load re-parsed nothing
+    monkeypatch.setattr(config_utils, 'load', config_utils.load.__wrapped__)
+    assert Config.fromfile(config).pretty_text == cached
