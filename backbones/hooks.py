@@ -109,6 +109,8 @@ class RandomStateHook(Hook):
         checkpoint[RNG_KEY] = capture_random_states()
 
     def after_load_checkpoint(self, runner, checkpoint):
+        if not getattr(runner, '_resume', False):  # load_from / testing: a fresh start
+            return
         states = checkpoint.get(RNG_KEY)
         if states is None:
             print_log('resumed checkpoint has no random states (saved without '
