@@ -13,3 +13,4 @@ from .mambaout import *  # noqa: E402,F401,F403
 from .vmamba import *  # noqa: E402,F401,F403
 from .timm_backbone import *  # noqa: E402,F401,F403
 from . import checkpoint, hooks  # noqa: E402,F401  (atomic_local file backend; HOOKS)
+from .coco_metric import FastCocoMetric  # noqa: E402,F401  (mmdet's METRICS)
