@@ -14,6 +14,7 @@ at the end of its ``__init__`` so frozen parameters are frozen before any optimi
 """
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
+from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .checkpoint import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
@@ -53,6 +54,14 @@ class DenseBackbone(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = per_stage_flags(with_cp, num_stages, type(self).__name__)
+
+    def _build_out_norms(self, dims, norm_layer):
+        """One output norm per returned stage (``out_norms.<stage>``, Identity elsewhere so
+        the key names follow the stage index) and the matching ``out_channels``."""
+        self.out_norms = nn.ModuleList([
+            norm_layer(dims[i]) if i in self.out_indices else nn.Identity()
+            for i in range(self.num_stages)])
+        self.out_channels = tuple(dims[i] for i in self.out_indices)
 
     # ---- hooks for subclasses -------------------------------------------------------
     # ``stem`` is looked up with getattr(): a class attribute ``stem = None`` here would

@@ -177,11 +177,7 @@ class MambaOut(DenseBackbone):
                 drop_path_rates=dpr[i], downsample=i > 0,
                 expansion_ratio=expansion_ratio, kernel_size=kernel_size,
                 conv_ratio=conv_ratio))
-        # Identity for stages that are not returned keeps ``out_norms.<stage>`` key names.
-        self.out_norms = nn.ModuleList([
-            NormLayer(dims[i]) if i in self.out_indices else nn.Identity()
-            for i in range(num_stages)])
-        self.out_channels = tuple(dims[i] for i in self.out_indices)
+        self._build_out_norms(dims, NormLayer)
 
         self.apply(self._init_weights)
         self._freeze_stages()

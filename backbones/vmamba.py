@@ -337,10 +337,7 @@ class VMamba(DenseBackbone):
                 dims[i], depths[i], dpr[i],
                 downsample=downsample(dims[i], dims[i + 1]) if i < num_stages - 1 else None,
                 scan_route=scan_route, scan_backend=scan_backend, **cfg))
-        self.out_norms = nn.ModuleList([
-            LayerNorm(dims[i]) if i in self.out_indices else nn.Identity()
-            for i in range(num_stages)])
-        self.out_channels = tuple(dims[i] for i in self.out_indices)
+        self._build_out_norms(dims, LayerNorm)
 
         self.apply(self._init_weights)
         self._freeze_stages()
