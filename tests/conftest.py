@@ -45,6 +45,19 @@ def randomize_(model, seed=0):
     return model
 
 
+@pytest.fixture
+def scan_dtypes(monkeypatch):
+    """(decay dtype, state dtype) of every call of the torch backend's inner scan."""
+    import backbones.selective_scan as ss
+    seen, real = [], ss._scan_
+
+    def spy(a, h, *args, **kwargs):
+        seen.append((a.dtype, h.dtype))
+        return real(a, h, *args, **kwargs)
+    monkeypatch.setattr(ss, '_scan_', spy)
+    return seen
+
+
 @pytest.fixture(scope='module')
 def one_intra_op_thread():
     """Run a module's many mid-sized ops on one thread: on a shared 2-core machine an

@@ -126,16 +126,9 @@ def test_torch_backend_is_parallel_over_the_sequence():
     assert len(calls) < 16384 / 8, len(calls)
 
 
-def test_torch_backend_runs_in_float32(monkeypatch):
+def test_torch_backend_runs_in_float32(scan_dtypes):
     """fp16 / bf16 inputs and autocast: the recurrence itself always runs in float32."""
-    seen = []
-    real = ss._scan_
-
-    def spy(a, h, *args, **kwargs):
-        seen.append((a.dtype, h.dtype))
-        return real(a, h, *args, **kwargs)
-
-    monkeypatch.setattr(ss, '_scan_', spy)
+    seen = scan_dtypes
     ins = make_inputs()
     half = {k: v.detach().half() for k, v in ins.items()}
     with torch.autocast('cpu', dtype=torch.bfloat16):
