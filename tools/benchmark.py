@@ -581,14 +581,11 @@ def cmd_probe(args, device):
 # ---------------------------------------------------------------------------------------
 # 4. COCO evaluation
 # ---------------------------------------------------------------------------------------
-COCO_CLASSES = ('rectangle', 'disc', 'triangle')
-
-
 def _polygon(kind, cx, cy, r, rng):
+    """The toy datasets' shapes (tools/make_toy_data.py), as an (n, 2) array."""
     import numpy as np
-    n = {'rectangle': 4, 'disc': 24, 'triangle': 3}[kind]
-    ang = np.linspace(0, 2 * np.pi, n, endpoint=False) + rng.uniform(0, np.pi)
-    return np.stack([cx + r * np.cos(ang), cy + r * np.sin(ang)], 1)
+    from make_toy_data import _polygon as toy_polygon
+    return np.asarray(toy_polygon(kind, cx, cy, r, rng), dtype=np.float64)
 
 
 def toy_coco(num_images, seed=0, size=(480, 640), dets_per_image=100):
@@ -598,6 +595,8 @@ def toy_coco(num_images, seed=0, size=(480, 640), dets_per_image=100):
     fill each image up to about ``dets_per_image`` (what Mask R-CNN's test_cfg keeps)."""
     import numpy as np
     import pycocotools.mask as mask_utils
+
+    from backbones.toy import TOY_COCO_CLASSES
     rng = np.random.default_rng(seed)
     h, w = size
     images, anns, preds = [], [], []
@@ -613,7 +612,7 @@ def toy_coco(num_images, seed=0, size=(480, 640), dets_per_image=100):
             label = int(rng.integers(0, 3))
             r = rng.uniform(8, 150)
             cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
-            poly = _polygon(COCO_CLASSES[label], cx, cy, r, rng)
+            poly = _polygon(TOY_COCO_CLASSES[label], cx, cy, r, rng)
             rle = encode(poly)
             x, y, bw, bh = mask_utils.toBbox(rle).tolist()
             anns.append({'id': len(anns) + 1, 'image_id': img_id, 'category_id': label + 1,
@@ -646,7 +645,7 @@ def toy_coco(num_images, seed=0, size=(480, 640), dets_per_image=100):
                       {'img_id': img_id, 'bboxes': xyxy, 'scores': np.array(scores),
                        'labels': np.array(labels, np.int64), 'masks': masks}))
     gt = {'images': images, 'annotations': anns,
-          'categories': [{'id': i + 1, 'name': n} for i, n in enumerate(COCO_CLASSES)]}
+          'categories': [{'id': i + 1, 'name': n} for i, n in enumerate(TOY_COCO_CLASSES)]}
     return gt, preds
 
 
@@ -655,10 +654,11 @@ def coco_metric(ann_file, backend, workers=None):
     from mmdet.evaluation import CocoMetric
 
     from backbones.coco_metric import FastCocoMetric
+    from backbones.toy import TOY_COCO_CLASSES
     kwargs = dict(ann_file=ann_file, metric=['bbox', 'segm'])
     metric = CocoMetric(**kwargs) if backend == 'mmdet_CocoMetric' else \
         FastCocoMetric(**kwargs, backend=backend, iou_workers=workers)
-    metric.dataset_meta = {'classes': COCO_CLASSES}
+    metric.dataset_meta = {'classes': TOY_COCO_CLASSES}
     return metric
 
 
