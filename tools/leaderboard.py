@@ -212,9 +212,9 @@ def build_rows(paper, runs, complexity, configs_by_row):
 
 
 # ---- writers ----------------------------------------------------------------------------
-def write_atomic(path, data, mode='w'):
-    """Readers and crashes see the old file or the new one, never half of one (``mode``
-    is kept for callers; bytes or str decide it). See backbones.checkpoint."""
+def write_atomic(path, data):
+    """Readers and crashes see the old file or the new one, never half of one (bytes or
+    str). See backbones.checkpoint."""
     from backbones.checkpoint import write_file_atomic
     write_file_atomic(data, path)
 
@@ -351,7 +351,7 @@ def main(argv=None):
     write_atomic(osp.join(args.out, 'leaderboard.csv'), to_csv(rows))
     write_atomic(osp.join(args.out, 'table2.md'), to_markdown(rows, 'det'))
     write_atomic(osp.join(args.out, 'table3.md'), to_markdown(rows, 'seg'))
-    write_atomic(osp.join(args.out, 'ap_vs_macs.png'), plot(rows), mode='wb')
+    write_atomic(osp.join(args.out, 'ap_vs_macs.png'), plot(rows))
     print(f'[leaderboard] {len(runs)} runs, {len(rows)} rows -> '
           f"{osp.join(args.out, 'leaderboard.csv')}, table2.md, table3.md, ap_vs_macs.png")
 
