@@ -1,16 +1,32 @@
 """MambaOut / VMamba dense-prediction backbones as mmdet + mmseg plugins.
 
-Importing this package (configs do it through ``custom_imports``) registers every backbone
-into the MODELS registry of mmdet and/or mmseg and applies the runtime fixes the pinned
-stack needs on current torch (see :mod:`backbones.runtime`).
+Importing this package (configs do it through ``custom_imports``) does exactly this:
+
+* registers the backbones (``MambaOut``, ``VMamba``, ``TimmBackbone``) into the MODELS
+  registry of mmdet and/or mmseg, ``FastCocoMetric`` into mmdet's METRICS, the training
+  hooks into mmengine's HOOKS and the ``atomic_local`` file backend into mmengine's fileio;
+* applies the documented runtime fixes of :mod:`backbones.engine.runtime` (checkpoint
+  allow-list, model-index cache, the CPU DDP wrapper).
+
+Layout: the backbones and their shared layers at the top; ``ops`` (selective scan, scan
+routes), ``engine``, ``evaluation``, ``datasets``, ``preflight``, ``analysis``, ``results``
+and ``benchmarks`` below.
 """
-from .runtime import allow_mmengine_checkpoints, cache_package_model_index
+import warnings
+
+# mmengine imports pkg_resources (hence setuptools<81); its deprecation notice is noise here.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+
+from .engine.runtime import allow_mmengine_checkpoints, cache_package_model_index  # noqa: E402
 
 allow_mmengine_checkpoints()
 cache_package_model_index()
 
+from .efficientvmamba import *  # noqa: E402,F401,F403
+from .engine import fileio, hooks  # noqa: E402,F401  (atomic_local backend; HOOKS)
+from .evaluation.coco_metric import FastCocoMetric  # noqa: E402,F401  (mmdet's METRICS)
+from .localvmamba import *  # noqa: E402,F401,F403
 from .mambaout import *  # noqa: E402,F401,F403
-from .vmamba import *  # noqa: E402,F401,F403
+from .plainmamba import *  # noqa: E402,F401,F403
 from .timm_backbone import *  # noqa: E402,F401,F403
-from . import checkpoint, hooks  # noqa: E402,F401  (atomic_local file backend; HOOKS)
-from .coco_metric import FastCocoMetric  # noqa: E402,F401  (mmdet's METRICS)
+from .vmamba import *  # noqa: E402,F401,F403

@@ -8,16 +8,21 @@ Subclasses build their layers, then describe them to this base through three hoo
 * ``convert_pretrained(state_dict)``: map a classification checkpoint (any supported
   release format) onto this module's own key names, dropping the classifier.
 
-The base then provides strict pretrained loading from ``init_cfg``, ``frozen_stages``
-and ``norm_eval`` with the mmdet/mmseg meanings. A subclass calls ``self._freeze_stages()``
-at the end of its ``__init__`` so frozen parameters are frozen before any optimizer sees them.
+and a generator ``_run_stages(x)`` yielding ``(stage index, NHWC output)`` for every index
+of ``out_indices`` (stopping after the last one).
+
+The base then provides ``forward`` (output norms, NCHW), ``forward_stages`` (before the
+norms), strict pretrained loading from ``init_cfg``, ``frozen_stages`` and ``norm_eval``
+with the mmdet/mmseg meanings, and the argument checks every backbone shares. A subclass
+calls ``self._freeze_stages()`` at the end of its ``__init__`` so frozen parameters are
+frozen before any optimizer sees them.
 """
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .checkpoint import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
+from .engine.checkpoint import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
 
 
 def check_out_indices(out_indices, num_stages):
@@ -27,6 +32,18 @@ def check_out_indices(out_indices, num_stages):
         raise ValueError(f'out_indices must be distinct stage indices in [0, {num_stages}), '
                          f'got {out_indices}')
     return tuple(sorted(out_indices))
+
+
+def check_common_args(owner, in_channels, drop_path_rate):
+    if not (isinstance(in_channels, int) and in_channels > 0):
+        raise ValueError(f'{owner}: in_channels must be a positive int, got {in_channels!r}')
+    if not 0. <= drop_path_rate < 1.:
+        raise ValueError(f'{owner}: drop_path_rate must be in [0, 1), got {drop_path_rate}')
+
+
+def positive_ints(values):
+    return bool(values) and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                for v in values)
 
 
 def per_stage_flags(with_cp, num_stages, owner='backbone'):
@@ -43,6 +60,24 @@ def per_stage_flags(with_cp, num_stages, owner='backbone'):
 class DenseBackbone(BaseModule):
     #: Key prefixes that exist only in the dense model (not in ImageNet checkpoints).
     new_key_prefixes = ('out_norms.',)
+    #: Sizes by name; a subclass fills it (see :meth:`lookup_arch`).
+    arch_zoo = {}
+    #: Text naming the dict form of ``arch`` in error messages.
+    arch_dict_help = 'a dict'
+
+    @classmethod
+    def lookup_arch(cls, arch):
+        """``arch`` as a dict: a name from ``arch_zoo`` or a dict given by the user."""
+        names = ', '.join(cls.arch_zoo)
+        if isinstance(arch, str):
+            if arch not in cls.arch_zoo:
+                raise ValueError(f'{cls.__name__}: unknown arch {arch!r}; valid names: '
+                                 f'{names} (or {cls.arch_dict_help})')
+            return dict(cls.arch_zoo[arch])
+        if not isinstance(arch, dict):
+            raise ValueError(f'{cls.__name__}: arch must be one of {names} or '
+                             f'{cls.arch_dict_help}, got {arch!r}')
+        return dict(arch)
 
     def __init__(self, num_stages, out_indices=(0, 1, 2, 3), frozen_stages=-1,
                  norm_eval=False, with_cp=False, init_cfg=None):
@@ -74,6 +109,18 @@ class DenseBackbone(BaseModule):
     @classmethod
     def convert_pretrained(cls, state_dict):
         raise NotImplementedError
+
+    def _run_stages(self, x):
+        raise NotImplementedError
+
+    # ---- forward --------------------------------------------------------------------
+    def forward_stages(self, x):
+        """Stage outputs before the output norms (NCHW), e.g. to compare with timm."""
+        return tuple(y.permute(0, 3, 1, 2).contiguous() for _, y in self._run_stages(x))
+
+    def forward(self, x):
+        return tuple(self.out_norms[i](y).permute(0, 3, 1, 2).contiguous()
+                     for i, y in self._run_stages(x))
 
     # ---- pretrained weights ---------------------------------------------------------
     def init_weights(self):

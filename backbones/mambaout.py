@@ -28,51 +28,17 @@ not the paper's models and are deliberately not supported.
 from functools import partial
 
 import torch
-import torch.utils.checkpoint as cp
 from timm.layers import DropPath
 from torch import nn
 
-from .base import DenseBackbone
-from .layers import LayerNorm, stage_drop_path_rates
+from .base import DenseBackbone, check_common_args, positive_ints
+from .layers import ConvDownsample, ConvStem, LayerNorm, run_blocks, stage_drop_path_rates
 from .registry import register_backbone
 
 __all__ = ['MambaOut']
 
 
 NormLayer = partial(LayerNorm, eps=1e-6)  # as the official release (and timm) use
-
-
-def _conv3x3_s2(in_chs, out_chs):
-    return nn.Conv2d(in_chs, out_chs, kernel_size=3, stride=2, padding=1)
-
-
-class Stem(nn.Module):
-    """3x3/s2 conv, LN, GELU, 3x3/s2 conv, LN (Table 4). NCHW image in, NHWC features out."""
-
-    def __init__(self, in_chs, out_chs):
-        super().__init__()
-        self.conv1 = _conv3x3_s2(in_chs, out_chs // 2)
-        self.norm1 = NormLayer(out_chs // 2)
-        self.act = nn.GELU()
-        self.conv2 = _conv3x3_s2(out_chs // 2, out_chs)
-        self.norm2 = NormLayer(out_chs)
-
-    def forward(self, x):
-        x = self.norm1(self.conv1(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        x = self.conv2(self.act(x))
-        return self.norm2(x.permute(0, 2, 3, 1))
-
-
-class Downsample(nn.Module):
-    """3x3/s2 conv then LN between stages (NHWC in and out)."""
-
-    def __init__(self, in_chs, out_chs):
-        super().__init__()
-        self.conv = _conv3x3_s2(in_chs, out_chs)
-        self.norm = NormLayer(out_chs)
-
-    def forward(self, x):
-        return self.norm(self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
 
 
 class GatedCNNBlock(nn.Module):
@@ -108,21 +74,14 @@ class MambaOutStage(nn.Module):
 
     def __init__(self, in_chs, out_chs, depth, drop_path_rates, downsample=True, **block_args):
         super().__init__()
-        self.downsample = Downsample(in_chs, out_chs) if downsample else nn.Identity()
+        self.downsample = ConvDownsample(in_chs, out_chs, NormLayer) if downsample \
+            else nn.Identity()
         self.blocks = nn.Sequential(*[
             GatedCNNBlock(out_chs, drop_path=drop_path_rates[j], **block_args)
             for j in range(depth)])
 
     def forward(self, x, with_cp=False):
-        x = self.downsample(x)
-        for block in self.blocks:
-            if with_cp and torch.is_grad_enabled():
-                # one block at a time: only block inputs are kept; checkpointing the whole
-                # stage would rebuild all of its activations at once in backward.
-                x = cp.checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
-        return x
+        return run_blocks(self.blocks, self.downsample(x), with_cp)
 
 
 @register_backbone
@@ -149,6 +108,7 @@ class MambaOut(DenseBackbone):
     """
 
     #: Sizes by name (Table 4 of the paper; kobe is the official 24-block release).
+    arch_dict_help = 'dict(depths=..., dims=...)'
     arch_zoo = {
         'femto': dict(depths=(3, 3, 9, 3), dims=(48, 96, 192, 288)),
         'kobe': dict(depths=(3, 3, 15, 3), dims=(48, 96, 192, 288)),
@@ -168,7 +128,7 @@ class MambaOut(DenseBackbone):
                          norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
         self.depths, self.dims = depths, dims
 
-        self.stem = Stem(in_channels, dims[0])
+        self.stem = ConvStem(in_channels, dims[0], NormLayer)
         dpr = stage_drop_path_rates(drop_path_rate, depths)
         self.stages = nn.ModuleList()
         for i in range(num_stages):
@@ -184,19 +144,12 @@ class MambaOut(DenseBackbone):
 
     @classmethod
     def _parse_arch(cls, arch):
-        names = ', '.join(cls.arch_zoo)
-        if isinstance(arch, str):
-            if arch not in cls.arch_zoo:
-                raise ValueError(f'MambaOut: unknown arch {arch!r}; valid names: {names} '
-                                 f'(or dict(depths=..., dims=...))')
-            arch = cls.arch_zoo[arch]
-        if not isinstance(arch, dict) or set(arch) != {'depths', 'dims'}:
-            raise ValueError(f'MambaOut: arch must be one of {names} or a dict with exactly '
-                             f"the keys 'depths' and 'dims', got {arch!r}")
+        arch = cls.lookup_arch(arch)
+        if set(arch) != {'depths', 'dims'}:
+            raise ValueError(f'MambaOut: arch must be one of {", ".join(cls.arch_zoo)} or a '
+                             f"dict with exactly the keys 'depths' and 'dims', got {arch!r}")
         depths, dims = tuple(arch['depths']), tuple(arch['dims'])
-        if not depths or len(depths) != len(dims) or not all(
-                isinstance(v, int) and not isinstance(v, bool) and v > 0
-                for v in depths + dims):
+        if len(depths) != len(dims) or not positive_ints(depths + dims):
             raise ValueError(f'MambaOut: arch depths and dims must be equally long sequences '
                              f'of positive ints, got depths={depths}, dims={dims}')
         return depths, dims
@@ -236,20 +189,11 @@ class MambaOut(DenseBackbone):
 
     # ---- forward --------------------------------------------------------------------
     def _run_stages(self, x):
-        """Yield ``(stage index, NHWC output)`` for every index in ``out_indices``."""
         x = self.stem(x)
         for i, stage in enumerate(self.stages[:self.out_indices[-1] + 1]):  # skip unused
             x = stage(x, with_cp=self.with_cp[i])
             if i in self.out_indices:
                 yield i, x
-
-    def forward_stages(self, x):
-        """Stage outputs before the output norms (NCHW), e.g. to compare with timm."""
-        return tuple(y.permute(0, 3, 1, 2).contiguous() for _, y in self._run_stages(x))
-
-    def forward(self, x):
-        return tuple(self.out_norms[i](y).permute(0, 3, 1, 2).contiguous()
-                     for i, y in self._run_stages(x))
 
 
 # ---- helpers ---------------------------------------------------------------------------
@@ -264,13 +208,10 @@ def _official_to_own(key):
 
 
 def _check_args(dims, in_channels, expansion_ratio, kernel_size, conv_ratio, drop_path_rate):
-    if not (isinstance(in_channels, int) and in_channels > 0):
-        raise ValueError(f'MambaOut: in_channels must be a positive int, got {in_channels!r}')
+    check_common_args('MambaOut', in_channels, drop_path_rate)
     if not (isinstance(kernel_size, int) and kernel_size > 0 and kernel_size % 2 == 1):
         raise ValueError(f'MambaOut: kernel_size must be a positive odd int (same-size '
                          f'depthwise conv), got {kernel_size!r}')
-    if not 0. <= drop_path_rate < 1.:
-        raise ValueError(f'MambaOut: drop_path_rate must be in [0, 1), got {drop_path_rate}')
     for dim in dims:
         hidden, conv_chs = int(expansion_ratio * dim), int(conv_ratio * dim)
         if not 0 < conv_chs <= hidden:

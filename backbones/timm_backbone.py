@@ -1,38 +1,319 @@
 """Any timm model as an mmdet / mmseg backbone, through timm's ``features_only`` API.
 
-This is the shortest route for a new backbone: if timm has it, a config of a few lines
-(``type='TimmBackbone', model_name=...``) puts it under our recipes. Weights come from
-``checkpoint_path`` (a local file; nothing is downloaded), loaded strictly by timm.
-"""
-import timm
-from mmengine.model import BaseModule
+This is the shortest route for a new backbone: if timm has it (``timm.list_models()``), a
+config of a few lines (``type='TimmBackbone', model_name=...``) puts it under our recipes,
+with what an mm backbone is expected to offer:
 
+* ``out_indices`` (timm's feature levels; for the hierarchical models here, the 4 stages);
+* NCHW outputs whatever timm returns (Swin's features are NHWC);
+* ``out_norm_eps``: a LayerNorm (float32, :class:`backbones.layers.LayerNorm`) on each
+  output, as the det/seg code of ConvNeXt, Swin, FocalNet, Twins-SVT and MambaOut adds one
+  (``norm{i}`` there); ``None`` (default) returns timm's stage outputs as they are, which is
+  right for models whose stages end in a norm of their own (PVTv2);
+* ``frozen_stages`` / ``norm_eval`` with the mmdet meaning (stem, then stages 0..n-1, each
+  with its output norm), ``drop_path_rate`` and any other ``timm.create_model`` argument;
+* ``with_cp``: timm's own gradient checkpointing of each stage's blocks (``use_reentrant``
+  False, timm's default), an error for models timm cannot checkpoint (Twins);
+* any input size where the model allows: timm's ``PatchEmbed`` pads the image right/bottom
+  to its patch size (as mmdet's Swin does) and Swin is built with ``strict_img_size=False,
+  always_partition=True``: every odd block shifts its windows at any resolution, as in the
+  Swin det/seg code (timm's default would drop the shift where a stage is no larger than
+  one window, which is the case at 224x224 only);
+* complexity counting: mmengine's FLOP counter (``tools/get_flops.py``) sees no MACs in
+  PyTorch's fused ``scaled_dot_product_attention``, so while the model is traced timm's
+  attention layers take their explicit ``q @ k`` / ``attn @ v`` path (the same math) and
+  the attention matmuls are counted, as the published complexities count them;
+* strict pretrained loading from a local file through ``init_cfg`` (``.pth`` / ``.bin``
+  with ``weights_only``, or ``.safetensors``): timm's own ``checkpoint_filter_fn`` of the
+  model family maps official releases onto timm's names, then every weight the features
+  model uses must be there with its shape, and nothing unknown may be: the classifier and
+  any layer the features model drops are ignored; nothing is downloaded, nothing is left at
+  random init without an error.
+"""
+import os.path as osp
+import sys
+
+import timm
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from timm.layers import PatchEmbed
+from timm.models import is_model_in_modules
+from timm.models._features import FeatureGetterNet  # not re-exported by timm.models
+from torch import nn
+
+from .base import DenseBackbone, check_common_args
+from .engine.checkpoint import (
+    CheckpointError,
+    load_checkpoint_file,
+    load_state_dict_strict,
+    unwrap_state_dict,
+)
+from .layers import LayerNorm
 from .registry import register_backbone
 
 __all__ = ['TimmBackbone']
 
+# timm module -> create_model arguments a dense backbone needs (a config may override them)
+DENSE_DEFAULTS = {
+    'swin_transformer': dict(strict_img_size=False, always_partition=True),
+}
+
 
 @register_backbone
-class TimmBackbone(BaseModule):
+class TimmBackbone(DenseBackbone):
     """Multi-scale NCHW features of ``timm.create_model(model_name, features_only=True)``.
 
     Args:
         model_name: a timm model name (``timm.list_models()``).
         out_indices: which feature levels to return (timm's indices).
-        checkpoint_path: optional local timm checkpoint for the full model.
-        **kwargs: passed to ``timm.create_model`` (e.g. ``drop_path_rate``).
+        out_norm_eps: eps of a LayerNorm applied to each returned level; None: no norm.
+        frozen_stages: -1 (none), 0 (the stem) or n (stem and stages 0..n-1).
+        norm_eval: keep BatchNorm layers in eval mode while training.
+        with_cp: gradient checkpointing (timm's) of the blocks of every stage.
+        pad_pretrained_kernels: zero-pad smaller pretrained conv kernels to this model's
+            size, centred (FocalNet's detection loader does this for its wider focal
+            windows); any other shape mismatch stays an error.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH, prefix=None)`` for ImageNet
+            weights of the full timm model (timm or official key names).
+        **kwargs: passed to ``timm.create_model`` (``drop_path_rate``, ``focal_windows``...).
     """
+    new_key_prefixes = ('out_norms.',)
 
-    def __init__(self, model_name, out_indices=(0, 1, 2, 3), checkpoint_path='',
-                 init_cfg=None, **kwargs):
-        super().__init__(init_cfg=init_cfg)
+    def __init__(self, model_name, out_indices=(0, 1, 2, 3), out_norm_eps=None,
+                 frozen_stages=-1, norm_eval=False, with_cp=False,
+                 pad_pretrained_kernels=False, init_cfg=None, **kwargs):
         if not timm.is_model(model_name):
-            raise ValueError(f'unknown timm model {model_name!r}; see timm.list_models()')
-        self.model = timm.create_model(model_name, features_only=True, pretrained=False,
-                                       out_indices=tuple(out_indices),
-                                       checkpoint_path=checkpoint_path, **kwargs)
-        self.out_channels = self.model.feature_info.channels()
-        self.strides = self.model.feature_info.reduction()
+            raise ValueError(f'TimmBackbone: unknown timm model {model_name!r}; see '
+                             f'timm.list_models()')
+        if not isinstance(with_cp, bool):
+            raise ValueError(f'TimmBackbone: with_cp must be a bool (timm checkpoints every '
+                             f'stage or none), got {with_cp!r}')
+        if 'drop_path_rate' in kwargs:
+            check_common_args('TimmBackbone', 3, kwargs['drop_path_rate'])
+        for key in ('features_only', 'pretrained', 'checkpoint_path', 'pretrained_cfg_overlay'):
+            if key in kwargs:
+                raise ValueError(f'TimmBackbone: {key!r} is set by the adapter; give ImageNet '
+                                 f"weights as init_cfg=dict(type='Pretrained', checkpoint=...)")
+        create_kwargs = {}
+        for module, defaults in DENSE_DEFAULTS.items():
+            if is_model_in_modules(model_name, module):
+                create_kwargs.update(defaults)
+        create_kwargs.update(kwargs)
+        out_indices = tuple(out_indices)
+        try:
+            model = timm.create_model(model_name, features_only=True, pretrained=False,
+                                      out_indices=out_indices, **create_kwargs)
+        except IndexError:
+            raise ValueError(f'TimmBackbone: out_indices {out_indices} are not feature levels '
+                             f'of {model_name}') from None
+        super().__init__(len(model.feature_info.info), out_indices, frozen_stages, norm_eval,
+                         with_cp, init_cfg)
+        if tuple(model.feature_info.out_indices) != self.out_indices:
+            raise ValueError(f'TimmBackbone: out_indices must be increasing, got {out_indices}')
+        self.model_name = model_name
+        self.create_kwargs = create_kwargs
+        self.pad_pretrained_kernels = pad_pretrained_kernels
+        self.model = model
+        self.channels_last = str(getattr(model, 'output_fmt', 'NCHW')) in ('NHWC', 'Format.NHWC')
+        self.strides = tuple(model.feature_info.reduction())
+        for m in model.modules():  # any input size: pad to the patch size, right / bottom
+            if isinstance(m, PatchEmbed) and not m.strict_img_size:
+                m.dynamic_img_pad = True
+        all_channels = [info['num_chs'] for info in model.feature_info.info]
+        if out_norm_eps is None:
+            self.out_norms = nn.ModuleList(nn.Identity() for _ in all_channels)
+            self.out_channels = tuple(all_channels[i] for i in self.out_indices)
+        else:
+            self._build_out_norms(all_channels, lambda c: LayerNorm(c, eps=out_norm_eps))
+        # timm attention layers that use the fused kernel (see the module docstring)
+        self._fused_attn = [m for m in model.modules() if getattr(m, 'fused_attn', None) is True]
+        self._stages = self._stage_groups()
+        if self.with_cp[0]:
+            self._enable_checkpointing()
+        self._freeze_stages()
+
+    # ---- structure ------------------------------------------------------------------
+    def _stage_groups(self):
+        """(stem modules, [modules of stage i]) of the features model."""
+        if isinstance(self.model, FeatureGetterNet):
+            # the whole timm model is kept; per-stage ModuleLists (Twins: patch_embeds,
+            # pos_drops, blocks, pos_block) hold stage i at index i
+            inner = self.model.model
+            lists = [m for m in inner.children()
+                     if isinstance(m, nn.ModuleList) and len(m) == self.num_stages]
+            if not lists:
+                return None
+            return [], [[ml[i] for ml in lists] for i in range(self.num_stages)]
+        names = list(self.model.keys())
+        wanted = [info['module'] for info in self.model.feature_info.info]
+        ends = []
+        for module in wanted[:max(self.out_indices) + 1]:
+            candidates = [n for n in (module.replace('.', '_'), module) if n in names]
+            if not candidates:
+                return None
+            ends.append(names.index(candidates[0]))
+        stem = [self.model[n] for n in names[:ends[0]]]
+        groups, start = [], ends[0]
+        for end in ends:
+            groups.append([self.model[n] for n in names[start:end + 1]])
+            start = end + 1
+        return stem, groups
+
+    def stage_modules(self, i):
+        if self._stages is None:
+            raise NotImplementedError(f'TimmBackbone: frozen_stages is not supported for '
+                                      f'{self.model_name} (its stages could not be found)')
+        groups = self._stages[1]
+        return (groups[i] if i < len(groups) else []) + [self.out_norms[i]]
+
+    def _frozen_modules(self):
+        if self.frozen_stages < 0:
+            return []
+        if self._stages is None:
+            self.stage_modules(0)  # raises
+        modules = list(self._stages[0])
+        for i in range(self.frozen_stages):
+            modules.extend(self.stage_modules(i))
+        return modules
+
+    def _enable_checkpointing(self):
+        if isinstance(self.model, FeatureGetterNet):
+            try:
+                self.model.model.set_grad_checkpointing(True)
+            except AssertionError as err:
+                raise ValueError(f'TimmBackbone: timm cannot checkpoint {self.model_name} '
+                                 f'({err}); use with_cp=False') from None
+            return
+        found = False
+        for group in (self._stages[1] if self._stages else []):
+            for m in group:
+                if hasattr(m, 'set_grad_checkpointing'):
+                    m.set_grad_checkpointing(True)
+                    found = True
+                elif isinstance(getattr(m, 'grad_checkpointing', None), bool):
+                    m.grad_checkpointing = True
+                    found = True
+        if not found:  # timm's wrapper: checkpoints whole top-level modules
+            self.model.set_grad_checkpointing(True)
+
+    # ---- forward --------------------------------------------------------------------
+    def forward_stages(self, x):
+        """timm's feature maps as NCHW, before the output norms."""
+        feats = self.model(x)
+        if self.channels_last:
+            feats = [y.permute(0, 3, 1, 2) for y in feats]
+        for y, c in zip(feats, self.out_channels):
+            if y.shape[1] != c:
+                raise RuntimeError(f'TimmBackbone: {self.model_name} returned {tuple(y.shape)}'
+                                   f', expected {c} channels in dim 1')
+        return tuple(y.contiguous() for y in feats)
 
     def forward(self, x):
-        return tuple(self.model(x))
+        if not (self._fused_attn and torch.jit.is_tracing()):
+            return self._forward(x)
+        for m in self._fused_attn:
+            m.fused_attn = False
+        try:
+            return self._forward(x)
+        finally:
+            for m in self._fused_attn:
+                m.fused_attn = True
+
+    def _forward(self, x):
+        outs = []
+        for i, y in zip(self.out_indices, self.forward_stages(x)):
+            norm = self.out_norms[i]
+            if not isinstance(norm, nn.Identity):
+                y = norm(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
+            outs.append(y)
+        return tuple(outs)
+
+    # ---- pretrained weights ---------------------------------------------------------
+    def init_weights(self):
+        cfg = self.init_cfg
+        if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
+            super().init_weights()
+            return
+        checkpoint = cfg.get('checkpoint')
+        if not checkpoint:
+            raise ValueError(f"TimmBackbone: init_cfg type 'Pretrained' needs a 'checkpoint' "
+                             f'(a local file), got {cfg}')
+        state_dict = unwrap_state_dict(_load_file(checkpoint), prefix=cfg.get('prefix'))
+        state_dict = self.convert_pretrained(state_dict)
+        load_state_dict_strict(self, state_dict, allow_missing=self.new_key_prefixes,
+                               source=f'checkpoint {checkpoint}')
+        print_log(f'TimmBackbone({self.model_name}): loaded {len(state_dict)} pretrained '
+                  f'tensors from {checkpoint}', logger='current')
+        self._is_init = True
+
+    def convert_pretrained(self, state_dict):
+        """A checkpoint of the full timm model (timm's or the official key names) as this
+        module's keys (``model.<features key>``); weights the features model does not use
+        (classifier, final norm, stages after the last output) are dropped. Keys of neither
+        model are passed through, for the strict loader to name."""
+        full = timm.create_model(self.model_name, pretrained=False, **self.create_kwargs)
+        filter_fn = getattr(sys.modules[type(full).__module__], 'checkpoint_filter_fn', None)
+        if filter_fn is not None:
+            state_dict = filter_fn(dict(state_dict), full)
+        full_sd, own_sd = full.state_dict(), self.model.state_dict()
+        to_own = _features_key_map(full_sd, own_sd, isinstance(self.model, FeatureGetterNet))
+        out = {}
+        for key, value in state_dict.items():
+            if key in full_sd and key not in to_own:
+                continue  # unused by the features model
+            if key in to_own:
+                if self.pad_pretrained_kernels:
+                    value = _pad_kernel(value, own_sd[to_own[key]].shape)
+                key = 'model.' + to_own[key]
+            out[key] = value
+        return out
+
+
+# ---- helpers ---------------------------------------------------------------------------
+def _load_file(path):
+    path = str(path)
+    if path.startswith(('http://', 'https://')):
+        raise CheckpointError(f'TimmBackbone loads local files only, got {path}; download it '
+                              f'first (README: "Pretrained weights")')
+    if path.endswith('.safetensors'):
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'checkpoint file not found: {path}')
+        from safetensors.torch import load_file
+        return load_file(path, device='cpu')
+    return load_checkpoint_file(path)
+
+
+def _features_key_map(full_sd, feat_sd, getter):
+    """full-model key -> features-model key, for every key of the features model.
+
+    timm's FeatureListNet flattens top-level nn.Sequential children (``stages.0`` becomes
+    ``stages_0``); FeatureGetterNet keeps the whole model under ``model.``."""
+    tops = sorted({k.split('.')[0] for k in full_sd}, key=len, reverse=True)
+    mapping = {}
+    for key in feat_sd:
+        if getter:
+            full_key = key[len('model.'):] if key.startswith('model.') else key
+        else:
+            head, _, rest = key.partition('.')
+            full_key = key
+            if head not in tops:
+                top = next((t for t in tops if head.startswith(t + '_')), None)
+                if top is not None:
+                    full_key = f'{top}.{head[len(top) + 1:]}.{rest}'
+        if full_key not in full_sd or full_sd[full_key].shape != feat_sd[key].shape:
+            raise RuntimeError(f'TimmBackbone: cannot map features key {key!r} onto the '
+                               f'full timm model (tried {full_key!r})')
+        mapping[full_key] = key
+    return mapping
+
+
+def _pad_kernel(value, shape):
+    """Centre-pad a conv kernel with zeros to ``shape`` (same channels, larger odd size)."""
+    if value.dim() != 4 or len(shape) != 4 or tuple(value.shape) == tuple(shape) \
+            or value.shape[:2] != shape[:2]:
+        return value
+    dh, dw = shape[2] - value.shape[2], shape[3] - value.shape[3]
+    if dh < 0 or dw < 0 or dh % 2 or dw % 2:
+        return value
+    return F.pad(value, (dw // 2, dw // 2, dh // 2, dh // 2))

@@ -34,58 +34,29 @@ import re
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
+from timm.layers import DropPath, Mlp
 from torch import nn
 
-from .base import DenseBackbone
-from .layers import LayerNorm, stage_drop_path_rates
+from .base import DenseBackbone, check_common_args, positive_ints
+from .layers import ConvDownsample, ConvStem, LayerNorm, run_blocks, stage_drop_path_rates
+from .ops import SCAN_ROUTES, backend_names, get_scan_route, selective_scan
+from .ops.scan_triton import fuses_routes, selective_scan_routed
 from .registry import register_backbone
-from .scan_routes import SCAN_ROUTES, get_scan_route
-from .selective_scan import BACKENDS, selective_scan
 
 __all__ = ['VMamba', 'SS2D']
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: drop the whole residual branch of a sample with probability p."""
-
-    def __init__(self, drop_prob=0.):
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x):
-        if self.drop_prob == 0. or not self.training:
-            return x
-        keep = 1. - self.drop_prob
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        return x * mask.div_(keep)
-
-    def extra_repr(self):
-        return f'drop_prob={self.drop_prob:.3f}'
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim, hidden):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
-
-
-def _pad_to_multiple(x, m):
-    """Pad an NCHW map at the bottom / right so H and W divide by ``m`` (ceil output sizes)."""
-    ph, pw = -x.shape[-2] % m, -x.shape[-1] % m
-    return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
 
 
 # ---------------------------------------------------------------------------------------
 # Stems and downsampling (NCHW image in, NHWC features out / NHWC in and out)
 # ---------------------------------------------------------------------------------------
 class PatchEmbed(nn.Module):
-    """V0: 4x4/s4 conv + LN. Odd sizes are padded, so the output is ceil(H/4) x ceil(W/4)."""
+    """V0: 4x4/s4 conv + LN; the output is floor(H/4) x floor(W/4).
+
+    As the release (a plain ``Conv2d(k=4, s=4)``): when H or W is not a multiple of 4 the
+    last H % 4 rows / W % 4 columns are dropped, not zero-padded. Its checkpoints and its
+    ADE20K whole-image numbers were made that way (at 97x131 the stages are 24x32 /
+    12x16 / 6x8 / 3x4). LocalVMamba shares this stem.
+    """
 
     def __init__(self, in_chs, dim, patch_size=4):
         super().__init__()
@@ -94,25 +65,8 @@ class PatchEmbed(nn.Module):
         self.norm = LayerNorm(dim)
 
     def forward(self, x):
-        x = self.proj(_pad_to_multiple(x, self.patch_size))
+        x = self.proj(x)
         return self.norm(x.permute(0, 2, 3, 1))
-
-
-class ConvStem(nn.Module):
-    """V2: conv3x3/s2 -> LN -> GELU -> conv3x3/s2 -> LN, half the width in between."""
-
-    def __init__(self, in_chs, dim):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_chs, dim // 2, 3, stride=2, padding=1)
-        self.norm1 = LayerNorm(dim // 2)
-        self.act = nn.GELU()
-        self.conv2 = nn.Conv2d(dim // 2, dim, 3, stride=2, padding=1)
-        self.norm2 = LayerNorm(dim)
-
-    def forward(self, x):
-        x = self.norm1(self.conv1(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        x = self.conv2(self.act(x))
-        return self.norm2(x.permute(0, 2, 3, 1))
 
 
 class PatchMerging(nn.Module):
@@ -136,19 +90,7 @@ class PatchMerging(nn.Module):
         return self.reduction(self.norm(x))
 
 
-class ConvDownsample(nn.Module):
-    """V2: conv3x3/s2 + LN, NHWC."""
-
-    def __init__(self, dim, out_dim):
-        super().__init__()
-        self.conv = nn.Conv2d(dim, out_dim, 3, stride=2, padding=1)
-        self.norm = LayerNorm(out_dim)
-
-    def forward(self, x):
-        return self.norm(self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
-
-
-STEMS = {'patch': PatchEmbed, 'conv': ConvStem}
+STEMS = {'patch': PatchEmbed, 'conv': ConvStem}  # ConvStem, ConvDownsample: backbones.layers
 DOWNSAMPLES = {'merge': PatchMerging, 'conv': ConvDownsample}
 
 
@@ -162,13 +104,18 @@ class SS2D(nn.Module):
     Parameter names and shapes are the release's: ``x_proj_weight`` (K, R + 2N, Di),
     ``dt_projs_weight`` (K, Di, R), ``dt_projs_bias`` (K, Di), ``A_logs`` (K*Di, N),
     ``Ds`` (K*Di), with K routes, Di = ssm_ratio * C inner channels and R = dt_rank.
+
+    ``scan_route`` is a registered route name or a :class:`~backbones.ops.routes.ScanRoute`
+    instance (a parametrised route, e.g. LocalVMamba's per-block directions). Variants that
+    only change what happens around the scan override :meth:`ssm` and reuse
+    :meth:`scan_sequences` (projections + selective scan of already routed sequences).
     """
 
     def __init__(self, dim, d_state=16, ssm_ratio=2.0, dt_rank='auto', d_conv=3,
                  conv_bias=True, gate=True, scan_route='cross2d', scan_backend='auto',
                  dt_min=0.001, dt_max=0.1, dt_init_floor=1e-4):
         super().__init__()
-        self.route = get_scan_route(scan_route)
+        self.route = get_scan_route(scan_route) if isinstance(scan_route, str) else scan_route
         self.scan_backend = scan_backend
         K = self.route.num_routes
         d_inner = int(ssm_ratio * dim)
@@ -208,17 +155,46 @@ class SS2D(nn.Module):
 
     def ssm(self, x):
         """(B, Di, H, W) -> (B, H, W, Di) float32: route, selective scan, merge back."""
+        if fuses_routes(self.scan_backend, self.route, x.device):
+            return self._ssm_fused(x)
         B, D, H, W = x.shape
-        K, R, N = self.route.num_routes, self.dt_rank, self.d_state
-        xs = self.route.scan(x)                                              # (B, K, D, L)
+        ys = self.scan_sequences(self.route.scan(x))                        # (B, K, D, L)
+        y = self.route.merge(ys, H, W)
+        return y.view(B, D, H, W).permute(0, 2, 3, 1)
+
+    def scan_sequences(self, xs):
+        """(B, K, Di, L) routed sequences -> (B, K, Di, L) float32 scan outputs: per-route
+        projections to dt, B, C, then one batched selective scan (route k owns channels
+        k*Di .. k*Di+Di-1 of A, D and the dt bias)."""
+        B, K, D, L = xs.shape
+        R, N = self.dt_rank, self.d_state
         x_dbl = torch.einsum('bkdl,kcd->bkcl', xs, self.x_proj_weight)
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
         dts = torch.einsum('bkrl,kdr->bkdl', dts, self.dt_projs_weight)
         ys = selective_scan(
-            xs.reshape(B, K * D, -1), dts.reshape(B, K * D, -1), -torch.exp(self.A_logs.float()),
+            xs.reshape(B, K * D, L), dts.reshape(B, K * D, L), -torch.exp(self.A_logs.float()),
             Bs, Cs, self.Ds, self.dt_projs_bias.reshape(-1), delta_softplus=True,
             backend=self.scan_backend)                                      # fp32
-        y = self.route.merge(ys.view(B, K, D, -1), H, W)
+        return ys.view(B, K, D, L)
+
+    def _ssm_fused(self, x):
+        """:meth:`ssm` with the routes inside the Triton kernels (no K copies of x or y).
+
+        The projections act on the (B, Di, H*W) map itself: projecting a token does not
+        depend on where a route puts it, so projecting the map and reading it through the
+        route's index map equals projecting the routed copies. The kernels then read x,
+        dt, B and C through the index map and sum the K outputs back into the map.
+        """
+        B, D, H, W = x.shape
+        R, N = self.dt_rank, self.d_state
+        xm = x.flatten(2)                                                    # (B, D, HW)
+        x_dbl = torch.einsum('bdp,kcd->bkcp', xm, self.x_proj_weight)
+        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+        dts = torch.einsum('bkrp,kdr->bkdp', dts, self.dt_projs_weight)     # (B, K, D, HW)
+        y = selective_scan_routed(
+            xm, dts, -torch.exp(self.A_logs.float()), Bs, Cs, self.Ds,
+            self.dt_projs_bias.reshape(-1), delta_softplus=True,
+            index=self.route.index(H, W, x.device))                         # fp32
         return y.view(B, D, H, W).permute(0, 2, 3, 1)
 
     def forward(self, x):
@@ -233,16 +209,17 @@ class SS2D(nn.Module):
 
 
 class VSSBlock(nn.Module):
-    """x + drop_path(SS2D(LN(x))) [+ drop_path(MLP(LN(x)))], NHWC."""
+    """x + drop_path(SS2D(LN(x))) [+ drop_path(MLP(LN(x)))], NHWC. ``op_layer``: the SS2D
+    class (a subclass for variants such as LocalVMamba's)."""
 
-    def __init__(self, dim, drop_path=0., mlp_ratio=0., **ssm_args):
+    def __init__(self, dim, drop_path=0., mlp_ratio=0., op_layer=None, **ssm_args):
         super().__init__()
         self.norm = LayerNorm(dim)
-        self.op = SS2D(dim, **ssm_args)
+        self.op = (op_layer or SS2D)(dim, **ssm_args)
         self.drop_path = DropPath(drop_path)
         if mlp_ratio > 0:
             self.norm2 = LayerNorm(dim)
-            self.mlp = Mlp(dim, int(dim * mlp_ratio))
+            self.mlp = Mlp(dim, int(dim * mlp_ratio))  # timm's: fc1, GELU, fc2
         else:
             self.mlp = None
 
@@ -254,21 +231,20 @@ class VSSBlock(nn.Module):
 
 
 class VSSStage(nn.Module):
-    """Blocks, then the downsampling to the next stage's width (the release's layout)."""
+    """Blocks, then the downsampling to the next stage's width (the release's layout).
+    ``per_block``: optional list of ``depth`` dicts of block arguments that differ per block."""
 
-    def __init__(self, dim, depth, drop_path_rates, downsample=None, **block_args):
+    def __init__(self, dim, depth, drop_path_rates, downsample=None, per_block=None,
+                 **block_args):
         super().__init__()
+        per_block = per_block or [{}] * depth
         self.blocks = nn.Sequential(*[
-            VSSBlock(dim, drop_path=drop_path_rates[j], **block_args) for j in range(depth)])
+            VSSBlock(dim, drop_path=drop_path_rates[j], **block_args, **per_block[j])
+            for j in range(depth)])
         self.downsample = downsample if downsample is not None else nn.Identity()
 
     def forward_blocks(self, x, with_cp=False):
-        for block in self.blocks:
-            if with_cp and torch.is_grad_enabled():
-                x = cp.checkpoint(block, x, use_reentrant=False)  # one block at a time
-            else:
-                x = block(x)
-        return x
+        return run_blocks(self.blocks, x, with_cp)
 
 
 # ---------------------------------------------------------------------------------------
@@ -291,9 +267,10 @@ class VMamba(DenseBackbone):
         norm_eval (bool): accepted for config compatibility (VMamba has no BatchNorm).
         with_cp (bool | Sequence[bool]): activation checkpointing per block, for all
             stages or per stage; outputs and gradients are unchanged.
-        scan_backend (str): selective-scan backend, 'auto' | 'torch' | 'mamba_ssm'
-            (see :mod:`backbones.selective_scan`); an unavailable one falls back to torch.
-        scan_route (str): how the 2-D map is scanned (:mod:`backbones.scan_routes`).
+        scan_backend (str): selective-scan backend, 'auto' | 'torch' | 'mamba_ssm' |
+            'triton' (see :mod:`backbones.ops.selective_scan`); an unavailable one falls back
+            to torch, and the log says so once.
+        scan_route (str): how the 2-D map is scanned (:mod:`backbones.ops.routes`).
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH_OR_URL)``
             loads an official classification checkpoint (V0 or V2 naming) strictly.
     """
@@ -305,6 +282,7 @@ class VMamba(DenseBackbone):
         'v2': dict(d_state=1, ssm_ratio=2.0, dt_rank='auto', conv_bias=False, gate=False,
                    mlp_ratio=4.0, stem='conv', downsample='conv'),
     }
+    arch_dict_help = 'a dict with depths and embed_dim / dims'
     #: Sizes by name.
     arch_zoo = {
         'v0-tiny': dict(version='v0', depths=(2, 2, 9, 2), embed_dim=96),
@@ -344,14 +322,7 @@ class VMamba(DenseBackbone):
 
     @classmethod
     def _parse_arch(cls, arch):
-        names = ', '.join(cls.arch_zoo)
-        if isinstance(arch, str):
-            if arch not in cls.arch_zoo:
-                raise ValueError(f'VMamba: unknown arch {arch!r}; valid names: {names} (or a '
-                                 f'dict with depths and embed_dim / dims)')
-            arch = cls.arch_zoo[arch]
-        if not isinstance(arch, dict):
-            raise ValueError(f'VMamba: arch must be one of {names} or a dict, got {arch!r}')
+        arch = cls.lookup_arch(arch)
         version = arch.get('version', 'v2')
         if version not in cls.version_settings:
             raise ValueError(f'VMamba: arch version must be one of '
@@ -369,8 +340,7 @@ class VMamba(DenseBackbone):
             dims = tuple(int(arch['embed_dim']) * 2 ** i for i in range(len(depths)))
         else:
             dims = ()
-        if not depths or len(dims) != len(depths) or not all(
-                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in depths + dims):
+        if len(dims) != len(depths) or not positive_ints(depths + dims):
             raise ValueError(f'VMamba: arch needs depths and embed_dim (or dims of the same '
                              f'length) as positive ints, got {arch!r}')
         cfg.update(depths=depths, dims=dims)
@@ -431,7 +401,6 @@ class VMamba(DenseBackbone):
 
     # ---- forward --------------------------------------------------------------------
     def _run_stages(self, x):
-        """Yield ``(stage index, NHWC output)`` for every index in ``out_indices``."""
         x = self.patch_embed(x)
         for i, stage in enumerate(self.layers[:self.out_indices[-1] + 1]):  # skip unused
             x = stage.forward_blocks(x, with_cp=self.with_cp[i])
@@ -440,23 +409,13 @@ class VMamba(DenseBackbone):
             if i < self.out_indices[-1]:
                 x = stage.downsample(x)
 
-    def forward_stages(self, x):
-        """Stage outputs before the output norms (NCHW)."""
-        return tuple(y.permute(0, 3, 1, 2).contiguous() for _, y in self._run_stages(x))
-
-    def forward(self, x):
-        return tuple(self.out_norms[i](y).permute(0, 3, 1, 2).contiguous()
-                     for i, y in self._run_stages(x))
-
 
 # ---- helpers ---------------------------------------------------------------------------
 def _check_args(in_channels, drop_path_rate, scan_backend, scan_route):
-    if not (isinstance(in_channels, int) and in_channels > 0):
-        raise ValueError(f'VMamba: in_channels must be a positive int, got {in_channels!r}')
-    if not 0. <= drop_path_rate < 1.:
-        raise ValueError(f'VMamba: drop_path_rate must be in [0, 1), got {drop_path_rate}')
-    if scan_backend not in BACKENDS:
-        raise ValueError(f'VMamba: unknown scan_backend {scan_backend!r}; valid: {BACKENDS}')
+    check_common_args('VMamba', in_channels, drop_path_rate)
+    if scan_backend not in backend_names():
+        raise ValueError(f'VMamba: unknown scan_backend {scan_backend!r}; valid: '
+                         f'{backend_names()}')
     if scan_route not in SCAN_ROUTES:
         raise ValueError(f'VMamba: unknown scan_route {scan_route!r}; valid: '
                          f'{sorted(SCAN_ROUTES)}')

@@ -9,7 +9,8 @@ model = dict(
         _delete_=True,
         type='MambaOut',
         arch='base',
-        drop_path_rate=0.6,  # MambaOut authors' stated segmentation setting (base 0.6), used for detection too
+        # the MambaOut authors' segmentation setting (base 0.6), used for detection too
+        drop_path_rate=0.6,
         out_indices=(0, 1, 2, 3),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[128, 256, 512, 768]))

@@ -9,7 +9,9 @@ model = dict(
         _delete_=True,
         type='MambaOut',
         arch='femto',
-        drop_path_rate=0.1,  # not stated by the MambaOut authors (femto is not in Tables 2/3); 0.1 as for other ~7M backbones
+        # not stated by the MambaOut authors (femto is not in Tables 2/3); 0.1 as for other ~7M
+        # backbones
+        drop_path_rate=0.1,
         out_indices=(0, 1, 2, 3),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(in_channels=[48, 96, 192, 288]),

@@ -9,7 +9,9 @@ model = dict(
         _delete_=True,
         type='MambaOut',
         arch='small',
-        drop_path_rate=0.3,  # MambaOut authors' stated segmentation setting (small 0.3 or 0.4; 0.3 taken), used for detection too
+        # the MambaOut authors' segmentation setting (small 0.3 or 0.4; 0.3 taken), used for
+        # detection too
+        drop_path_rate=0.3,
         out_indices=(0, 1, 2, 3),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(in_channels=[96, 192, 384, 576]),

@@ -9,7 +9,8 @@ model = dict(
         _delete_=True,
         type='MambaOut',
         arch='tiny',
-        drop_path_rate=0.3,  # MambaOut authors' stated segmentation setting (tiny 0.3), used for detection too
+        # the MambaOut authors' segmentation setting (tiny 0.3), used for detection too
+        drop_path_rate=0.3,
         out_indices=(0, 1, 2, 3),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(in_channels=[96, 192, 384, 576]),

@@ -1,4 +1,5 @@
 """Shared fixtures: toy datasets, running the suite's tools as a user would."""
+import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -9,8 +10,19 @@ import pytest
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOLS = osp.join(REPO, 'tools')
 TEST_CONFIGS = osp.join(REPO, 'tests', 'configs')
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+
+
+def load_tool(name):
+    """Import ``tools/<name>.py`` as module ``tools_<name>`` (for in-process ``main(argv)``
+    calls), without putting tools/ on sys.path, where its test.py would shadow Python's own
+    ``test`` package."""
+    module_name = f'tools_{name}'
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, osp.join(TOOLS, f'{name}.py'))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
 
 
 def run_tool(*args, timeout=900, env=None, check=True, cwd=REPO):
@@ -28,10 +40,10 @@ def run_tool(*args, timeout=900, env=None, check=True, cwd=REPO):
 
 
 def toy_options(config, data_root, scale=160, batch_size=2):
-    """--cfg-options that point ``config`` at the toy data (see backbones/toy.py)."""
+    """--cfg-options that point ``config`` at the toy data (backbones/datasets/toy_options.py)."""
     from mmengine.config import Config
 
-    from backbones.toy import toy_cfg_options
+    from backbones.datasets.toy_options import toy_cfg_options
     return toy_cfg_options(Config.fromfile(config), data_root, scale=scale, batch_size=batch_size)
 
 
@@ -48,7 +60,7 @@ def randomize_(model, seed=0):
 @pytest.fixture
 def scan_dtypes(monkeypatch):
     """(decay dtype, state dtype) of every call of the torch backend's inner scan."""
-    import backbones.selective_scan as ss
+    import backbones.ops.scan_torch as ss
     seen, real = [], ss._scan_
 
     def spy(a, h, *args, **kwargs):
@@ -72,6 +84,20 @@ def one_intra_op_thread():
 @pytest.fixture(scope='session')
 def toy_data(tmp_path_factory):
     """Small toy COCO + ADE20K sets (8 train / 4 val images each)."""
-    sys.path.insert(0, TOOLS)
-    from make_toy_data import make_toy_data
+    from backbones.datasets.toy_data import make_toy_data
     return make_toy_data(str(tmp_path_factory.mktemp('toy')), num_train=8, num_val=4, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _drop_checkpoints(request):
+    """Delete the checkpoints a test wrote under its tmp_path once it is done: a full-size
+    detector checkpoint is ~1.3 GB and pytest keeps the last three runs' folders."""
+    if 'tmp_path' not in request.fixturenames:
+        yield
+        return
+    root = request.getfixturevalue('tmp_path')  # set up first, so torn down after this
+    yield
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if name.endswith('.pth'):
+                os.remove(osp.join(folder, name))

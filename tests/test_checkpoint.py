@@ -1,9 +1,9 @@
-"""Strict, weights-only loading of pretrained weights (backbones/checkpoint.py)."""
+"""Strict, weights-only loading of pretrained weights (backbones/engine/checkpoint.py)."""
 import pytest
 import torch
 from torch import nn
 
-from backbones.checkpoint import CheckpointError, load_state_dict_strict, unwrap_state_dict
+from backbones.engine.checkpoint import CheckpointError, load_state_dict_strict, unwrap_state_dict
 
 
 def _net(width=4):

@@ -18,7 +18,8 @@ DET = sorted(p for p in glob.glob(osp.join(REPO, 'det_configs', '**', '*.py'), r
 SEG = sorted(p for p in glob.glob(osp.join(REPO, 'seg_configs', '**', '*.py'), recursive=True)
              if '_base_' not in p)
 
-# backbone short name in the file name -> (type, arch, drop_path_rate, out channels)
+# backbone short name in the file name -> (type, arch, drop_path_rate (or {task: rate}),
+# out channels). Sources: each row's release (comments in the config files).
 BACKBONES = {
     'mambaout-femto': ('MambaOut', 'femto', 0.1, [48, 96, 192, 288]),
     'mambaout-t': ('MambaOut', 'tiny', 0.3, [96, 192, 384, 576]),
@@ -31,11 +32,65 @@ BACKBONES = {
     'vmamba-v2-s': ('VMamba', 'v2-small', 0.3, [96, 192, 384, 768]),
     'vmamba-v2-b': ('VMamba', 'v2-base', 0.6, [128, 256, 512, 1024]),
     'timm-convnext-atto': ('TimmBackbone', None, 0.1, [40, 80, 160, 320]),
+    'localvmamba-t': ('LocalVMamba', 'tiny', {'det': 0.2, 'seg': 0.1}, [96, 192, 384, 768]),
+    'localvmamba-s': ('LocalVMamba', 'small', 0.2, [96, 192, 384, 768]),
+    'efficientvmamba-b': ('EfficientVMamba', 'base', 0.2, [96, 192, 384, 768]),
+    'plainmamba-l1': ('PlainMamba', 'l1', 0.1, [192] * 4),
+    'plainmamba-l2': ('PlainMamba', 'l2', 0.2, [384] * 4),
+    'plainmamba-l3': ('PlainMamba', 'l3', 0.3, [448] * 4),
 }
+# SSM backbones: their toy runs use the torch scan (no compiled kernel on CI machines)
+SSM_TYPES = {'VMamba', 'LocalVMamba', 'EfficientVMamba', 'PlainMamba'}
+# the FCN auxiliary head's input: stage 3 (index 2), except PlainMamba's release, which taps
+# its last block group (all four of its outputs are at stride 16)
+AUX_INDEX = {'PlainMamba': 3}
+# Members that do not train on toy data: a smaller member of the same family, built by the
+# same code, does (every config still builds and is counted)
+NOT_TRAINED = {'localvmamba-s', 'plainmamba-l2', 'plainmamba-l3'}
+# backbones above that sit in one table only: short name -> 'det' | 'seg' (default: both)
+ONE_TASK = {}
+C96, C128, C64 = [96, 192, 384, 768], [128, 256, 512, 1024], [64, 128, 320, 512]
+# Table 2 / 3 rows served by timm (TimmBackbone): short name -> (family, timm model_name,
+# {task: drop_path_rate} (the tasks the row has), out channels, out_norm_eps). Sources: each
+# family's own det/seg configs (comments in the config files, results/NOTES.md).
+TIMM = {
+    'convnext-t': ('convnext', 'convnext_tiny', {'det': 0.4, 'seg': 0.4}, C96, 1e-6),
+    'convnext-s': ('convnext', 'convnext_small', {'det': 0.6, 'seg': 0.3}, C96, 1e-6),
+    'convnext-b': ('convnext', 'convnext_base', {'det': 0.7, 'seg': 0.4}, C128, 1e-6),
+    'focalnet-t-lrf': ('focalnet', 'focalnet_tiny_lrf', {'det': 0.1}, C96, 1e-5),
+    'focalnet-s-lrf': ('focalnet', 'focalnet_small_lrf', {'det': 0.2}, C96, 1e-5),
+    'focalnet-b-lrf': ('focalnet', 'focalnet_base_lrf', {'det': 0.3}, C128, 1e-5),
+    'swin-t': ('swin', 'swin_tiny_patch4_window7_224', {'det': 0.2, 'seg': 0.3}, C96, 1e-5),
+    'swin-s': ('swin', 'swin_small_patch4_window7_224', {'det': 0.2, 'seg': 0.3}, C96, 1e-5),
+    'swin-b': ('swin', 'swin_base_patch4_window7_224', {'det': 0.3, 'seg': 0.3}, C128, 1e-5),
+    'pvtv2-b2': ('pvtv2', 'pvt_v2_b2', {'det': 0.1}, C64, None),
+    'pvtv2-b3': ('pvtv2', 'pvt_v2_b3', {'det': 0.1}, C64, None),
+    'pvtv2-b5': ('pvtv2', 'pvt_v2_b5', {'det': 0.1}, C64, None),
+    'twins-svt-s': ('twins', 'twins_svt_small', {'seg': 0.2}, [64, 128, 256, 512], 1e-6),
+    'twins-svt-b': ('twins', 'twins_svt_base', {'seg': 0.2}, C96, 1e-6),
+    'twins-svt-l': ('twins', 'twins_svt_large', {'seg': 0.2}, C128, 1e-6),
+    'convformer-s18': ('convformer', 'convformer_s18', {'seg': 0.3}, C64, 1e-6),
+    'convformer-s36': ('convformer', 'convformer_s36', {'seg': 0.3}, C64, 1e-6),
+    'convformer-m36': ('convformer', 'convformer_m36', {'seg': 0.6}, [96, 192, 384, 576], 1e-6),
+    'caformer-s18': ('caformer', 'caformer_s18', {'seg': 0.3}, C64, 1e-6),
+    'caformer-s36': ('caformer', 'caformer_s36', {'seg': 0.3}, C64, 1e-6),
+    'caformer-m36': ('caformer', 'caformer_m36', {'seg': 0.6}, [96, 192, 384, 576], 1e-6),
+}
+# create_model arguments beyond the common ones, per family (FocalNet's det configs widen
+# the focal windows and zero-pad the ImageNet kernels)
+TIMM_EXTRA = {'focalnet': dict(focal_windows=[9, 9, 9, 9], pad_pretrained_kernels=True)}
+# (task, family) -> (lr, weight decay) where the row's own recipe differs from the base
+OPTIM = {('det', 'pvtv2'): (2e-4, 1e-4), ('seg', 'convnext'): (1e-4, 0.05),
+         ('seg', 'swin'): (6e-5, 0.01), ('seg', 'twins'): (6e-5, 0.01)}
+# One family member trains on toy data per family and task (the others differ from it in
+# size only; every config builds and is counted): the smallest.
+TRAINS = {'convnext-t', 'focalnet-t-lrf', 'swin-t', 'pvtv2-b2', 'twins-svt-s', 'convformer-s18',
+          'caformer-s18'}
 DET_RECIPE = dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, epochs=12, warmup_iters=1000,
                   warmup_start=0.001, milestones=[8, 11], gamma=0.1, per_gpu_batch=2,
                   gpus=8, scale=(1333, 800))
-SEG_RECIPE = dict(lr={'MambaOut': 1e-4, 'VMamba': 6e-5, 'TimmBackbone': 1e-4},
+SEG_RECIPE = dict(lr={'MambaOut': 1e-4, 'VMamba': 6e-5, 'TimmBackbone': 1e-4,
+                      'LocalVMamba': 6e-5, 'EfficientVMamba': 6e-5, 'PlainMamba': 6e-5},
                   weight_decay=0.01, warmup_iters=1500, iters=160000, per_gpu_batch=2, gpus=8,
                   val_interval=16000, crop=(512, 512),
                   tta_ratios=[0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
@@ -46,18 +101,58 @@ def _short_name(path):
     return stem.split('_')[1]
 
 
+def _task(path):
+    return 'det' if osp.basename(path).startswith('mask-rcnn') else 'seg'
+
+
 def _backbone(path):
+    """(type, arch, drop_path_rate, out channels) of the config's backbone."""
     name = _short_name(path)
+    if name in TIMM:
+        return ('TimmBackbone', None, TIMM[name][2][_task(path)], TIMM[name][3])
     assert name in BACKBONES, f'{path}: backbone {name!r} has no expected values in this test'
-    return BACKBONES[name]
+    kind, arch, dpr, channels = BACKBONES[name]
+    return kind, arch, dpr[_task(path)] if isinstance(dpr, dict) else dpr, channels
+
+
+def _optim(path, lr, weight_decay):
+    """(lr, weight decay) expected for ``path``: the base's unless its row's recipe differs."""
+    name = _short_name(path)
+    return OPTIM.get((_task(path), TIMM[name][0]), (lr, weight_decay)) if name in TIMM \
+        else (lr, weight_decay)
 
 
 def _pipeline_scale(pipeline, kind):
     return [tuple(s['scale']) for s in pipeline if s['type'] == kind]
 
 
-def test_every_backbone_has_both_tasks():
-    assert {_short_name(p) for p in DET} == {_short_name(p) for p in SEG} == set(BACKBONES)
+def test_every_backbone_has_its_tasks():
+    """MambaOut, VMamba and the timm example in both tables (unless in ONE_TASK); each timm
+    row in the tables the paper lists it in."""
+    det, seg = {_short_name(p) for p in DET}, {_short_name(p) for p in SEG}
+    assert det - set(TIMM) == {n for n in BACKBONES if ONE_TASK.get(n, 'det') == 'det'}
+    assert seg - set(TIMM) == {n for n in BACKBONES if ONE_TASK.get(n, 'seg') == 'seg'}
+    assert {n for n in det if n in TIMM} == {n for n, v in TIMM.items() if 'det' in v[2]}
+    assert {n for n in seg if n in TIMM} == {n for n, v in TIMM.items() if 'seg' in v[2]}
+
+
+def test_one_member_of_each_timm_family_trains_per_task():
+    for task in ('det', 'seg'):
+        families = {v[0] for v in TIMM.values() if task in v[2]}
+        trained = [TIMM[n][0] for n in TRAINS if task in TIMM[n][2]]
+        assert sorted(trained) == sorted(families), task
+
+
+def _check_timm_backbone(cfg, path):
+    family, model_name, _, _, eps = TIMM[_short_name(path)]
+    backbone = cfg.model.backbone
+    assert backbone.model_name == model_name and backbone.get('out_norm_eps') == eps
+    assert tuple(backbone.out_indices) == (0, 1, 2, 3)
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=cfg.pretrained)
+    assert cfg.pretrained.startswith(f'checkpoints/timm/{model_name}.')
+    extra = {k: list(v) if isinstance(v, tuple) else v
+             for k, v in ((k, backbone.get(k)) for k in TIMM_EXTRA.get(family, {}))}
+    assert extra == TIMM_EXTRA.get(family, {})
 
 
 def _check_amp(cfg):
@@ -74,8 +169,9 @@ def test_det_recipe(path):
     assert cfg.default_scope == 'mmdet' and cfg.model.type == 'MaskRCNN'
     _check_amp(cfg)
     opt = cfg.optim_wrapper.optimizer
+    lr, weight_decay = _optim(path, r['lr'], r['weight_decay'])
     assert (opt.type, opt.lr, tuple(opt.betas), opt.weight_decay) == \
-        ('AdamW', r['lr'], r['betas'], r['weight_decay'])
+        ('AdamW', lr, r['betas'], weight_decay)
     pw = cfg.optim_wrapper.paramwise_cfg
     assert pw.norm_decay_mult == 0 and pw.bias_decay_mult == 0
     assert all(pw.custom_keys[k].decay_mult == 0 for k in ('pos_embed', 'absolute_pos_embed'))
@@ -83,7 +179,8 @@ def test_det_recipe(path):
     warmup, step = cfg.param_scheduler
     assert (warmup.type, warmup.by_epoch, warmup.end, warmup.start_factor) == \
         ('LinearLR', False, r['warmup_iters'], r['warmup_start'])
-    assert (step.type, list(step.milestones), step.gamma) == ('MultiStepLR', r['milestones'], r['gamma'])
+    assert (step.type, list(step.milestones), step.gamma) == \
+        ('MultiStepLR', r['milestones'], r['gamma'])
     assert cfg.train_dataloader.batch_size * r['gpus'] == 16
     assert cfg.auto_scale_lr.base_batch_size == 16
     assert _pipeline_scale(cfg.train_dataloader.dataset.pipeline, 'Resize') == [r['scale']]
@@ -92,6 +189,8 @@ def test_det_recipe(path):
     assert cfg.model.backbone.type == kind and cfg.model.backbone.get('arch') == arch
     assert cfg.model.backbone.drop_path_rate == dpr
     assert list(cfg.model.neck.in_channels) == channels
+    if _short_name(path) in TIMM:
+        _check_timm_backbone(cfg, path)
 
 
 @pytest.mark.parametrize('path', SEG, ids=osp.basename)
@@ -102,32 +201,38 @@ def test_seg_recipe(path):
     assert cfg.default_scope == 'mmseg' and cfg.model.type == 'EncoderDecoder'
     _check_amp(cfg)
     opt = cfg.optim_wrapper.optimizer
-    assert (opt.type, opt.lr, opt.weight_decay) == ('AdamW', r['lr'][kind], r['weight_decay'])
+    assert (opt.type, opt.lr, opt.weight_decay) == \
+        ('AdamW', *_optim(path, r['lr'][kind], r['weight_decay']))
     assert cfg.optim_wrapper.paramwise_cfg.norm_decay_mult == 0
     assert cfg.train_cfg.type == 'IterBasedTrainLoop' and cfg.train_cfg.max_iters == r['iters']
     assert cfg.train_cfg.val_interval == r['val_interval']
     warmup, poly = cfg.param_scheduler
     assert (warmup.type, warmup.end, warmup.by_epoch) == ('LinearLR', r['warmup_iters'], False)
-    assert (poly.type, poly.power, poly.begin, poly.end) == ('PolyLR', 1.0, r['warmup_iters'], r['iters'])
+    assert (poly.type, poly.power, poly.begin, poly.end) == \
+        ('PolyLR', 1.0, r['warmup_iters'], r['iters'])
     assert cfg.train_dataloader.batch_size * r['gpus'] == 16
     assert tuple(cfg.model.data_preprocessor.size) == r['crop']
     head, aux = cfg.model.decode_head, cfg.model.auxiliary_head
     assert head.type == 'UPerHead' and head.channels == 512 and head.num_classes == 150
     assert list(head.in_channels) == channels
-    assert aux.type == 'FCNHead' and aux.in_index == 2 and aux.in_channels == channels[2]
+    aux_index = AUX_INDEX.get(kind, 2)
+    assert aux.type == 'FCNHead' and aux.in_index == aux_index
+    assert aux.in_channels == channels[aux_index]
     assert aux.loss_decode.loss_weight == 0.4
     assert head.norm_cfg.type == aux.norm_cfg.type == 'SyncBN'
     assert cfg.model.backbone.type == kind and cfg.model.backbone.get('arch') == arch
     assert cfg.model.backbone.drop_path_rate == dpr
     ratios = [t['scale_factor'] for t in cfg.tta_pipeline[1].transforms[0]]
     assert ratios == r['tta_ratios'] and cfg.tta_model.type == 'SegTTAModel'
+    if _short_name(path) in TIMM:
+        _check_timm_backbone(cfg, path)
 
 
 @pytest.mark.parametrize('path', DET + SEG, ids=osp.basename)
 def test_config_builds(path):
-    from mmengine.registry import MODELS
     import mmdet.utils
     import mmseg.utils
+    from mmengine.registry import MODELS
     cfg = Config.fromfile(path)
     (mmdet.utils if cfg.default_scope == 'mmdet' else mmseg.utils).register_all_modules(False)
     cfg.model.backbone.init_cfg = None
@@ -144,17 +249,21 @@ def _train_opts(path, toy_data):
     # 8 toy images, batch 4: two iterations, then a validation pass.
     opts = toy_options(path, root, scale=128, batch_size=4) + [
         'default_hooks.logger.interval=1', 'randomness.seed=0']
-    if kind != 'TimmBackbone':
+    if Config.fromfile(path).model.backbone.get('init_cfg') is not None:
         opts.append('model.backbone.init_cfg=None')  # no ImageNet weights on CI machines
-    if kind == 'VMamba':
+    if kind in SSM_TYPES:
         opts.append('model.backbone.scan_backend=torch')
     opts += ['train_cfg.max_epochs=1'] if is_det else [
         'train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2']
     return opts
 
 
+TRAINED = [p for p in DET + SEG if (_short_name(p) in TRAINS if _short_name(p) in TIMM
+                                    else _short_name(p) not in NOT_TRAINED)]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize('path', DET + SEG, ids=osp.basename)
+@pytest.mark.parametrize('path', TRAINED, ids=osp.basename)
 def test_trains_two_iterations_on_toy_data(path, toy_data, tmp_path):
     out = run_tool('tools/train.py', path, '--work-dir', tmp_path,
                    '--cfg-options', *_train_opts(path, toy_data)).stdout

@@ -3,17 +3,16 @@ import csv
 import json
 import os
 import os.path as osp
-import random
+import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import TOOLS
+from backbones.results.runs import DET_METRICS, PARTIAL_RECORD
+from conftest import REPO, TOOLS, load_tool
 
-sys.path.insert(0, TOOLS)
-import leaderboard  # noqa: E402
+leaderboard = load_tool('leaderboard')
 
 
 def _run(root, name, task='mmdet', metrics=None, **extra):
@@ -48,6 +47,11 @@ def runs(tmp_path):
         f.write('{"metrics": {"coco/bbox_mAP": 0.4')  # truncated
     _run(root, 'missing-key', metrics={'coco/bbox_mAP': 0.4})
     _run(root, 'nan-value', metrics={'mIoU': float('nan')}, task='mmseg')
+    _run(root, 'all-zero', metrics={k: 0.0 for k in DET_METRICS.values()})
+    _run(root, 'no-ground-truth', metrics={k: -1.0 for k in DET_METRICS.values()})
+    _run(root, 'flagged', task='mmseg', flags=['all-zero result (mIoU are all 0)'])
+    partial = _run(root, 'partial', partial_checkpoint='missing keys (3): a, b, c')
+    os.rename(osp.join(partial, 'metrics.json'), osp.join(partial, PARTIAL_RECORD))
     return root
 
 
@@ -63,10 +67,16 @@ def test_collects_and_skips_broken_runs(runs, tmp_path, capsys):
                     'det-mambaout-t.py,abc,43.13,262.5,800x1280\n')
     leaderboard.main(['--runs', runs, '--out', out, '--complexity', str(comp)])
     log = capsys.readouterr().out
-    for name, reason in (('no-metrics', 'no metrics.json'), ('corrupt', 'not valid JSON'),
-                         ('missing-key', 'lacks coco/bbox_mAP_50'), ('nan-value', 'not finite')):
-        line = next(ln for ln in log.splitlines() if f'skipped run {name}:' in ln)
-        assert reason in line
+    skipped = {ln.split('skipped run ', 1)[1].split(':', 1)[0]: ln for ln in log.splitlines()
+               if 'skipped run ' in ln}
+    reasons = {'no-metrics': 'no metrics.json', 'corrupt': 'not valid JSON',
+               'missing-key': 'lacks coco/bbox_mAP_50', 'nan-value': 'not finite',
+               'all-zero': 'all-zero result', 'no-ground-truth': 'negative metrics',
+               'flagged': 'flagged by tools/test.py: all-zero result',
+               'partial': f'only {PARTIAL_RECORD}: evaluated with --allow-partial'}
+    assert sorted(skipped) == sorted(reasons), log  # exactly these, no other
+    for name, reason in reasons.items():
+        assert reason in skipped[name], skipped[name]
     rows = _rows(out)
     det = next(r for r in rows if r['task'] == 'det' and r['backbone'] == 'MambaOut-Tiny')
     assert det['source'] == 'measured' and det['ap_box'] == '45.2' and det['ap_box_paper'] == '45.1'
@@ -78,10 +88,12 @@ def test_collects_and_skips_broken_runs(runs, tmp_path, capsys):
     # a toy run is a row of its own and fills only the toy columns
     toy = [r for r in rows if r['source'] == 'toy']
     assert len(toy) == 1 and toy[0]['backbone'] == 'MambaOut-Femto'
-    assert toy[0]['toy_ap_box_50'] == '62.0' and toy[0]['ap_box'] == '' and toy[0]['ap_box_50'] == ''
+    assert toy[0]['toy_ap_box_50'] == '62.0'
+    assert toy[0]['ap_box'] == '' and toy[0]['ap_box_50'] == ''
     # published rows of other backbones are kept as they are
     swin = next(r for r in rows if r['task'] == 'det' and r['backbone'] == 'Swin-B')
-    assert swin['source'] == 'published' and swin['ap_box_paper'] == '46.9' and swin['ap_box_50_paper'] == ''
+    assert swin['source'] == 'published' and swin['ap_box_paper'] == '46.9'
+    assert swin['ap_box_50_paper'] == ''
     table2 = open(osp.join(out, 'table2.md')).read()
     assert '**45.2** (45.1, +0.1)' in table2 and 'Toy runs' in table2
     assert '| MambaOut-Femto | 31.0 | 62.0 | 28.0 |' in table2
@@ -104,42 +116,175 @@ def test_failed_write_keeps_previous_file(runs, tmp_path, monkeypatch):
     assert not [f for f in os.listdir(out) if f.endswith('.part')]
 
 
-def _collector(runs, out):
-    return subprocess.Popen([sys.executable, osp.join(TOOLS, 'leaderboard.py'), '--runs', runs,
-                             '--out', out], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+def _collector(runs, out, prelude=''):
+    code = prelude + (f'import runpy, sys\nsys.argv = ["leaderboard.py", "--runs", {runs!r}, '
+                      f'"--out", {out!r}]\nrunpy.run_path({osp.join(TOOLS, "leaderboard.py")!r}, '
+                      f'run_name="__main__")\n')
+    return subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO)
+
+
+# Every file write whose target is leaderboard.csv (the file itself or a temp file beside
+# it) writes its first half, says so, and waits 60 s before the second: the test kills the
+# process in that wait, i.e. in the middle of the write, every time.
+HALF_WRITES = r"""
+import builtins, os, time
+_open, _fdopen = builtins.open, os.fdopen
+
+class Halves:
+    def __init__(self, f, name):
+        self._f, self._name = f, name
+    def write(self, data):
+        half = len(data) // 2
+        self._f.write(data[:half])
+        self._f.flush()
+        print('HALF', self._name, flush=True)
+        time.sleep(60)
+        return self._f.write(data[half:])
+    def __enter__(self):
+        self._f.__enter__()
+        return self
+    def __exit__(self, *exc):
+        return self._f.__exit__(*exc)
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+def _wrap(f, name):
+    writing = any(m in getattr(f, 'mode', '') for m in 'wax+')
+    return Halves(f, name) if writing and 'leaderboard.csv' in str(name) else f
+
+builtins.open = lambda file, *a, **k: _wrap(_open(file, *a, **k), file)
+os.fdopen = lambda fd, *a, **k: _wrap(_fdopen(fd, *a, **k), os.readlink(f'/proc/self/fd/{fd}'))
+"""
+# The writer a naive implementation would use: the control that the test can fail.
+NAIVE_WRITER = """
+import backbones.results.leaderboard as lb
+def write_in_place(data, path):
+    with open(path, 'w' if isinstance(data, str) else 'wb') as f:
+        f.write(data)
+lb.write_file_atomic = write_in_place
+"""
+
+
+def _kill_mid_write(runs, out, prelude):
+    """Start a collector, kill it half-way through writing leaderboard.csv; return the
+    path its half write went to."""
+    proc = _collector(runs, out, prelude)
+    for line in proc.stdout:
+        if line.startswith('HALF '):
+            proc.kill()
+            proc.wait()
+            return line.split(' ', 1)[1].strip()
+    proc.wait()
+    pytest.fail(f'the collector exited {proc.returncode} without writing leaderboard.csv')
+
+
+@pytest.fixture
+def old_and_new_csv(runs, tmp_path):
+    empty = str(tmp_path / 'no-runs')
+    os.makedirs(empty)
+    leaderboard.main(['--runs', empty, '--out', str(tmp_path / 'old')])
+    leaderboard.main(['--runs', runs, '--out', str(tmp_path / 'new')])
+    old, new = (open(tmp_path / d / 'leaderboard.csv').read() for d in ('old', 'new'))
+    assert old != new
+    return old, new
 
 
 @pytest.mark.slow
-def test_concurrent_and_killed_collectors_never_corrupt_the_csv(runs, tmp_path):
+def test_collector_killed_mid_write_leaves_the_old_csv(runs, tmp_path, old_and_new_csv):
+    """Killed in the middle of writing the CSV, a collector leaves the old one whole; with
+    an in-place writer (the control) the same kill leaves half a CSV, so the test can fail."""
+    old, new = old_and_new_csv
+    results = {}
+    for name, prelude in (('atomic', HALF_WRITES), ('in place', HALF_WRITES + NAIVE_WRITER)):
+        out = tmp_path / name.replace(' ', '_')
+        out.mkdir()
+        (out / 'leaderboard.csv').write_text(old)
+        written = _kill_mid_write(runs, str(out), prelude)
+        results[name] = (written, (out / 'leaderboard.csv').read_text())
+    written, text = results['atomic']
+    assert text == old
+    assert written != str(tmp_path / 'atomic' / 'leaderboard.csv')  # a temp file beside it
+    written, text = results['in place']
+    assert written == str(tmp_path / 'in_place' / 'leaderboard.csv')
+    assert text not in (old, new) and new.startswith(text)  # the control: half a CSV
+
+
+@pytest.mark.slow
+def test_concurrent_collectors_leave_one_complete_csv(runs, tmp_path, old_and_new_csv):
     out = str(tmp_path / 'out')
-    empty = str(tmp_path / 'no-runs')
-    os.makedirs(empty)
-    leaderboard.main(['--runs', empty, '--out', out])
-    old = open(osp.join(out, 'leaderboard.csv')).read()
-    leaderboard.main(['--runs', runs, '--out', str(tmp_path / 'expected')])
-    new = open(osp.join(tmp_path / 'expected', 'leaderboard.csv')).read()
-    assert old != new
-    csv_path = osp.join(out, 'leaderboard.csv')
-
-    start = time.monotonic()
-    assert _collector(runs, str(tmp_path / 'timed')).wait(timeout=300) == 0
-    duration = time.monotonic() - start
-
-    # A collector killed at random moments leaves the old CSV or the new one, never a mix;
-    # the moments spread over a whole run (start-up is most of it, the writes at the end).
-    rng = random.Random(0)
-    for _ in range(5):
-        with open(csv_path, 'w') as f:
-            f.write(old)
-        proc = _collector(runs, out)
-        time.sleep(rng.uniform(0.5, 1.1) * duration)
-        proc.kill()
-        proc.wait()
-        assert open(csv_path).read() in (old, new)
-
-    # Two collectors at once: both finish, and the CSV is one complete version.
     procs = [_collector(runs, out), _collector(runs, out)]
     for proc in procs:
         assert proc.wait(timeout=300) == 0, proc.stdout.read()
-    assert open(csv_path).read() == new
+    assert open(osp.join(out, 'leaderboard.csv')).read() == old_and_new_csv[1]
+
+
+def _record(tmp_path, metrics, partial=None, name='run'):
+    from mmengine.config import Config
+
+    from backbones.results.runs import write_run_record
+    cfg = Config.fromfile(osp.join(REPO, 'det_configs',
+                                   'mask-rcnn_mambaout-t_fpn_8xb2-amp-1x_coco.py'))
+    work_dir = str(tmp_path / name)
+    flags = write_run_record(work_dir, cfg, metrics, config='det.py', checkpoint='c.pth',
+                             tta=False, world_size=1, env={}, partial=partial)
+    return work_dir, flags
+
+
+@pytest.mark.parametrize('value, flag', [(float('nan'), 'not a finite number'),
+                                         (0.0, 'all-zero result'), (-1.0, 'negative metrics'),
+                                         (0.25, None)])
+def test_test_py_flags_unusable_results_and_the_collector_skips_them(tmp_path, value, flag):
+    from backbones.results.runs import RunError, load_run
+    work_dir, flags = _record(tmp_path, {k: value for k in DET_METRICS.values()})
+    record = json.load(open(osp.join(work_dir, 'metrics.json')))
+    if flag is None:
+        assert flags == record['flags'] == []
+        assert load_run(work_dir)['values']['ap_box'] == 25.0
+        return
+    assert len(flags) == 1 and flag in flags[0] and record['flags'] == flags
+    with pytest.raises(RunError, match=f'flagged by tools/test.py: {flag}'):
+        load_run(work_dir)
+
+
+def test_partial_checkpoint_run_never_writes_metrics_json(tmp_path):
+    from backbones.results.runs import RunError, load_run
+    work_dir, _ = _record(tmp_path, {k: 0.3 for k in DET_METRICS.values()},
+                          partial='missing keys (1): neck.x')
+    assert sorted(os.listdir(work_dir)) == ['config.py', 'env.json', 'metrics.partial.json']
+    with pytest.raises(RunError, match='--allow-partial'):
+        load_run(work_dir)
+
+
+def test_a_row_added_only_to_the_metadata_and_its_config_reaches_the_tables(
+        runs, tmp_path, monkeypatch):
+    """Adding a backbone = a line in results/backbones.csv + its config files: nothing else
+    has to know it for its runs, Params and MACs to reach leaderboard.csv and the tables."""
+    from backbones import metadata
+    from backbones.results.reproduce import toy_runs
+    det_dir = tmp_path / 'det_configs'
+    shutil.copytree(metadata.TASK_DIRS['det'], det_dir)
+    config = det_dir / 'mask-rcnn_mambaout-wide_fpn_8xb2-amp-1x_coco.py'
+    config.write_text("_base_ = './mask-rcnn_mambaout-t_fpn_8xb2-amp-1x_coco.py'\n")
+    rows_csv = tmp_path / 'backbones.csv'
+    rows_csv.write_text(open(metadata.ROWS_CSV).read()
+                        + f'MambaOut-Wide,MambaOut,,Conv,MambaOut,wide,{config.name},,,'
+                          'tab:red,o,det,\n')
+    monkeypatch.setattr(metadata, 'ROWS_CSV', str(rows_csv))
+    monkeypatch.setattr(metadata, 'TASK_DIRS', dict(metadata.TASK_DIRS, det=str(det_dir)))
+    _run(runs, 'det-mambaout-wide', config=str(config), backbone=dict(type='MambaOut',
+                                                                        arch='wide'))
+    comp = tmp_path / 'complexity.csv'
+    comp.write_text('config,config_digest,params_m,macs_g,shape\n'
+                    f'{config.name},abc,61.5,301.2,800x1280\n')
+    out = str(tmp_path / 'out')
+    leaderboard.main(['--runs', runs, '--out', out, '--complexity', str(comp)])
+
+    wide = [r for r in _rows(out) if r['backbone'] == 'MambaOut-Wide']
+    assert len(wide) == 1 and wide[0]['task'] == 'det' and wide[0]['source'] == 'measured'
+    assert (wide[0]['config'], wide[0]['token_mixing']) == (config.name, 'Conv')
+    assert (wide[0]['params_m'], wide[0]['macs_g'], wide[0]['ap_box']) == \
+        ('61.5', '301.2', '45.2')
+    table2 = open(osp.join(out, 'table2.md')).read()
+    assert f'| MambaOut-Wide (`{config.name}`) | Conv | **61.5** | **301.2** |' in table2
+    assert str(config) in toy_runs()  # and the main job's toy mode trains it

@@ -1,8 +1,8 @@
 """The main job's toy path really trains: a short CPU run of MambaOut-Femto Mask R-CNN on the
 toy COCO set must detect the shapes, and lands in the leaderboard as a toy row."""
 import csv
-import re
 import os.path as osp
+import re
 
 import pytest
 

@@ -1,42 +1,24 @@
-"""Selective scan backends (backbones/selective_scan.py) against a step-by-step reference."""
+"""Selective scan backends (backbones/ops/) against the step-by-step reference."""
 import logging
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from backbones import selective_scan as ss
-from backbones.selective_scan import (available_backends, resolve_backend, selective_scan,
-                                      selective_scan_torch)
+from backbones.engine import log
+from backbones.ops import (
+    available_backends,
+    resolve_backend,
+    scan_torch,
+    selective_scan,
+    selective_scan_torch,
+)
+from backbones.ops import scan_mamba_ssm as mamba
+from backbones.ops.reference import reference_scan
 
 CUDA = torch.cuda.is_available()
 
 
 pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
-
-
-def reference_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):
-    """The recurrence written out token by token, in float64 (the ground truth)."""
-    u, delta, A = u.double(), delta.double(), A.double()
-    d = u.shape[1]
-    B = B.double() if B.dim() == 4 else B.double().unsqueeze(1)
-    C = C.double() if C.dim() == 4 else C.double().unsqueeze(1)
-    B = B.repeat_interleave(d // B.shape[1], dim=1)  # (b, d, N, L)
-    C = C.repeat_interleave(d // C.shape[1], dim=1)
-    if delta_bias is not None:
-        delta = delta + delta_bias.double()[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
-    h = u.new_zeros(u.shape[0], d, A.shape[1])
-    ys = []
-    for t in range(u.shape[-1]):
-        h = torch.exp(delta[:, :, t, None] * A) * h + (delta[:, :, t] * u[:, :, t])[..., None] \
-            * B[..., t]
-        ys.append((h * C[..., t]).sum(-1))
-    y = torch.stack(ys, dim=-1)
-    if D is not None:
-        y = y + D.double()[:, None] * u
-    return y
 
 
 def make_inputs(b=2, d=8, L=37, N=4, groups=2, device='cpu', seed=0, scale=1.0):
@@ -97,8 +79,8 @@ def test_torch_backend_matches_reference_shapes(b, d, L, N, groups, chunk):
 
 def test_torch_backend_segments_carry_state(monkeypatch):
     """Long sequences are processed in segments; the state and its adjoint cross them."""
-    monkeypatch.setattr(ss, 'SEGMENT_ELEMENTS_CPU', 8 * 4 * 10)  # ~10 tokens per segment
-    monkeypatch.setattr(ss, 'SEGMENT_ELEMENTS', 8 * 4 * 10)
+    monkeypatch.setattr(scan_torch, 'SEGMENT_ELEMENTS_CPU', 8 * 4 * 10)  # ~10 tokens per segment
+    monkeypatch.setattr(scan_torch, 'SEGMENT_ELEMENTS', 8 * 4 * 10)
     assert_matches_reference(make_inputs(b=1, d=8, L=57, N=4, groups=2),
                              fn=lambda **kw: selective_scan_torch(**kw, chunk_size=4))
 
@@ -166,15 +148,15 @@ def log_records(monkeypatch):
     logger = MMLogger.get_instance(f'test_selective_scan_{id(monkeypatch)}', log_level='INFO')
     handler = _Records()
     logger.addHandler(handler)
-    monkeypatch.setattr(ss, '_logged', set())
+    monkeypatch.setattr(log, '_logged', set())
     yield handler.messages
     logger.removeHandler(handler)
 
 
 @pytest.fixture
 def no_mamba(monkeypatch):
-    monkeypatch.setattr(ss, '_mamba_fn', None)
-    monkeypatch.setattr(ss, '_mamba_error', "ModuleNotFoundError: No module named 'mamba_ssm'")
+    monkeypatch.setattr(mamba, '_fn', None)
+    monkeypatch.setattr(mamba, '_error', "ModuleNotFoundError: No module named 'mamba_ssm'")
 
 
 def test_available_backends():
@@ -207,7 +189,7 @@ def test_unavailable_mamba_ssm_falls_back_with_one_log(no_mamba, log_records):
 
 def test_unknown_backend_is_rejected():
     with pytest.raises(ValueError, match="valid: .*'auto'.*'torch'.*'mamba_ssm'"):
-        resolve_backend('triton', 'cpu')
+        resolve_backend('no_such_backend', 'cpu')
 
 
 @pytest.mark.skipif(not CUDA, reason='needs CUDA')
@@ -219,7 +201,7 @@ def test_torch_backend_on_cuda():
                     reason='needs CUDA and mamba_ssm')
 @pytest.mark.parametrize('use_D,use_bias,softplus', [(True, True, True), (False, False, False)])
 def test_mamba_ssm_backend_matches_reference(use_D, use_bias, softplus):
-    assert resolve_backend('auto', 'cuda') == 'mamba_ssm'
+    assert resolve_backend('mamba_ssm', 'cuda') == 'mamba_ssm'
     assert_matches_reference(
         make_inputs(b=2, d=16, L=130, N=4, groups=4, device='cuda'),
         fn=lambda **kw: selective_scan(**kw, backend='mamba_ssm'),

@@ -1,6 +1,7 @@
 """End-to-end: stock ResNet-18 Mask R-CNN / UperNet through tools/train.py, tools/test.py,
 resume, and tools/dist_train.sh with 2 CPU processes, on the toy datasets."""
 import json
+import os
 import os.path as osp
 import socket
 
@@ -71,7 +72,8 @@ def test_segmentation_train_resume_test(toy_data, tmp_path):
     assert 'AmpOptimWrapper replaced by OptimWrapper' in out
     assert osp.isfile(osp.join(work, 'iter_2.pth')) and 'mIoU' in out
 
-    out = run_tool('tools/train.py', SEG_CFG, '--work-dir', work, '--resume', osp.join(work, 'iter_2.pth'),
+    out = run_tool('tools/train.py', SEG_CFG, '--work-dir', work,
+                   '--resume', osp.join(work, 'iter_2.pth'),
                    '--cfg-options', *_seg_opts(toy_data, 4)).stdout
     assert 'resumed epoch: 0, iter: 2' in out
     assert osp.isfile(osp.join(work, 'iter_4.pth'))
@@ -104,3 +106,24 @@ def test_dist_train_two_cpu_processes(toy_data, tmp_path):
 def test_missing_config_fails_clearly():
     proc = run_tool('tools/train.py', 'det_configs/no_such_config.py', check=False)
     assert proc.returncode != 0 and 'config file not found' in proc.stdout
+
+
+@pytest.mark.parametrize('script,args,expected', [
+    ('tools/slurm_train.sh', ['gpu', 'job', 'CFG.py', 'work', '--amp'],
+     ['-p', 'gpu', '--job-name=job', '--gres=gpu:4', '--ntasks=8', '--ntasks-per-node=4',
+      '--cpus-per-task=5', '--kill-on-bad-exit=1', '--exclusive', 'PY', '-u', 'train.py',
+      'CFG.py', '--work-dir=work', '--amp', '--launcher=slurm']),
+    ('tools/slurm_test.sh', ['gpu', 'job', 'CFG.py', 'C.pth', '--tta'],
+     ['-p', 'gpu', '--job-name=job', '--gres=gpu:4', '--ntasks=8', '--ntasks-per-node=4',
+      '--cpus-per-task=5', '--kill-on-bad-exit=1', '--exclusive', 'PY', '-u', 'test.py',
+      'CFG.py', 'C.pth', '--tta', '--launcher=slurm']),
+])
+def test_slurm_scripts_build_the_srun_line(script, args, expected, tmp_path):
+    """No Slurm here: a stand-in `srun` records the command line the scripts build."""
+    fake = tmp_path / 'srun'
+    fake.write_text('#!/usr/bin/env bash\nfor a in "$@"; do echo "ARG ${a##*/}"; done\n')
+    fake.chmod(0o755)
+    out = run_tool(script, *args, env={
+        'PATH': f'{tmp_path}:{os.environ["PATH"]}', 'GPUS': '8', 'GPUS_PER_NODE': '4',
+        'SRUN_ARGS': '--exclusive', 'PYTHON': 'PY'}).stdout
+    assert [line[4:] for line in out.splitlines() if line.startswith('ARG ')] == expected

@@ -3,16 +3,12 @@ import filecmp
 import json
 import os
 import os.path as osp
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TOOLS
-
-sys.path.insert(0, TOOLS)
-from make_toy_data import CLASS_COLOURS, SHAPES, make_toy_data  # noqa: E402
+from backbones.datasets.toy_data import CLASS_COLOURS, SHAPES, make_toy_data
 
 
 def test_layout(toy_data):

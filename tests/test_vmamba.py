@@ -1,4 +1,4 @@
-"""VMamba V0 / V2 dense backbones (backbones/vmamba.py, backbones/scan_routes.py).
+"""VMamba V0 / V2 dense backbones (backbones/vmamba.py, backbones/ops/routes.py).
 
 Reference values come from outside the code under test: the official release
 (github.com/MzeroMiko/VMamba: classification/models/vmamba.py and the vmambav0 /
@@ -14,12 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backbones import selective_scan as ss
-from backbones.checkpoint import CheckpointError
-from backbones.scan_routes import SCAN_ROUTES, get_scan_route
+from backbones.engine import log
+from backbones.engine.checkpoint import CheckpointError
+from backbones.ops import scan_mamba_ssm as mamba
+from backbones.ops.reference import reference_scan
+from backbones.ops.routes import SCAN_ROUTES, get_scan_route
 from backbones.vmamba import SS2D, VMamba
-from conftest import REPO, run_tool, randomize_
-from test_selective_scan import reference_scan
+from conftest import REPO, randomize_, run_tool
 
 CONVERT = os.path.join(REPO, 'tools', 'convert_checkpoint.py')
 
@@ -47,6 +48,14 @@ def _ceil_div(n, k):
     return -(-n // k)
 
 
+def _stage_sizes(version, n):
+    """Stage sizes along one axis of length ``n``, as the release: V0's 4x4/s4 conv stem
+    drops the last n % 4 rows / columns (floor), V2's two conv3x3/s2 round up; the 2x
+    downsampling after each stage rounds up (padding) in both."""
+    first = n // 4 if version == 'v0' else _ceil_div(n, 4)
+    return [_ceil_div(first, 2 ** i) for i in range(4)]
+
+
 def _own_params(model):
     return sum(p.numel() for k, p in model.named_parameters() if not k.startswith('out_norms.'))
 
@@ -58,13 +67,35 @@ def test_sizes_params_and_shapes_at_odd_input(arch):
     model = VMamba(arch).eval()
     assert model.depths == depths and model.dims == tuple(dim * 2 ** i for i in range(4))
     assert abs(_own_params(model) / 1e6 - REFERENCE_PARAMS[arch]) <= 0.1, _own_params(model)
+    # Odd size: V0 used to zero-pad its stem up to a multiple of 4 (ceil, 17x25 / ... here);
+    # the release floors (16x24 / 8x12 / 4x6 / 2x3), and its checkpoints and ADE20K
+    # whole-image numbers were made that way, so the expectation follows the release.
     h, w = 65, 97
     with torch.no_grad():
         outs = model(torch.randn(1, 3, h, w))
     assert [tuple(o.shape) for o in outs] == [
-        (1, dim * 2 ** i, _ceil_div(h, 4 * 2 ** i), _ceil_div(w, 4 * 2 ** i)) for i in range(4)]
+        (1, dim * 2 ** i, hi, wi)
+        for i, (hi, wi) in enumerate(zip(_stage_sizes(version, h), _stage_sizes(version, w)))]
     assert all(torch.isfinite(o).all() for o in outs)
     assert model.out_channels == tuple(dim * 2 ** i for i in range(4))
+
+
+def test_v0_stem_drops_the_remainder_like_the_release():
+    """At 97x131 the release's V0 stages are 24x32 / 12x16 / 6x8 / 3x4 (its 4x4/s4 conv
+    drops the last H % 4 rows and W % 4 columns); the dropped pixels do not matter."""
+    model = randomize_(VMamba(MINI['v0'])).eval()
+    x = torch.randn(1, 3, 97, 131)
+    with torch.no_grad():
+        outs = model(x)
+        cropped = model(x[:, :, :96, :128])
+        changed = x.clone()
+        changed[:, :, 96:] = 5.
+        changed[:, :, :, 128:] = -5.
+        outs_changed = model(changed)
+    assert [tuple(o.shape[-2:]) for o in outs] == [(24, 32), (12, 16), (6, 8), (3, 4)]
+    for a, b, c in zip(outs, cropped, outs_changed):
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(a, c)
 
 
 def test_block_layout_per_version():
@@ -102,8 +133,8 @@ def test_explicit_arch_dict_and_out_indices():
     (dict(arch=dict(depths=(2, 2), embed_dim=8, stem='big')), "stem must be one of"),
     (dict(arch=dict(depths=(2, 2), embed_dim=8, dt_rank='half')), 'dt_rank'),
     (dict(scan_backend='cuda'), r"unknown scan_backend 'cuda'; valid: \('auto', 'torch', "
-                                r"'mamba_ssm'\)"),
-    (dict(scan_route='zigzag'), r"unknown scan_route 'zigzag'; valid: \['cross2d'"),
+                                r"'mamba_ssm', 'triton'\)"),
+    (dict(scan_route='zigzag'), r"unknown scan_route 'zigzag'; valid: \[.*'cross2d'"),
     (dict(out_indices=(4,)), 'out_indices'),
     (dict(drop_path_rate=1.0), 'drop_path_rate'),
     (dict(with_cp=(True,)), 'with_cp'),
@@ -168,17 +199,25 @@ def test_patch_merging_order_is_the_releases():
     torch.testing.assert_close(merge(x), expected)
 
 
+# EfficientVMamba's atrous 2x2 phases split the map: each token is in exactly one of the
+# four routes (and the map must be even; its SS2D pads odd ones first). Every other route
+# visits every token.
+PARTITIONS = {'atrous2x2'}
+
+
 @pytest.mark.parametrize('name', sorted(SCAN_ROUTES))
 def test_scan_routes_merge_is_the_adjoint_of_scan(name):
     route = get_scan_route(name)
-    x = torch.randn(2, 3, 4, 5)
+    H, W = (4, 6) if name in PARTITIONS else (4, 5)
+    visits = 1 if name in PARTITIONS else route.num_routes
+    x = torch.randn(2, 3, H, W)
     xs = route.scan(x)
-    assert xs.shape == (2, route.num_routes, 3, 20)
+    assert xs.shape == (2, route.num_routes, 3, H * W * visits // route.num_routes)
     ys = torch.randn_like(xs)
     lhs = (xs * ys).sum()
-    rhs = (x.flatten(2) * route.merge(ys, 4, 5)).sum()
+    rhs = (x.flatten(2) * route.merge(ys, H, W)).sum()
     torch.testing.assert_close(lhs, rhs)
-    torch.testing.assert_close(route.merge(xs, 4, 5), route.num_routes * x.flatten(2))
+    torch.testing.assert_close(route.merge(xs, H, W), visits * x.flatten(2))
 
 
 def test_cross2d_orders():
@@ -207,7 +246,7 @@ def test_frozen_stages(frozen):
 
 @pytest.mark.parametrize('version', ['v0', 'v2'])
 def test_with_cp_same_outputs_and_grads(version, monkeypatch):
-    import backbones.vmamba as vm
+    import backbones.layers as vm
     calls = []
     real = vm.cp.checkpoint
     monkeypatch.setattr(vm.cp, 'checkpoint', lambda *a, **k: calls.append(k) or real(*a, **k))
@@ -256,9 +295,9 @@ def test_requested_mamba_ssm_falls_back_to_torch_with_a_log(monkeypatch):
     handler.emit = lambda r: records.append(r.getMessage())
     logger = MMLogger.get_instance('test_vmamba_backend', log_level='INFO')
     logger.addHandler(handler)
-    monkeypatch.setattr(ss, '_logged', set())
-    monkeypatch.setattr(ss, '_mamba_fn', None)
-    monkeypatch.setattr(ss, '_mamba_error', "ModuleNotFoundError: No module named 'mamba_ssm'")
+    monkeypatch.setattr(log, '_logged', set())
+    monkeypatch.setattr(mamba, '_fn', None)
+    monkeypatch.setattr(mamba, '_error', "ModuleNotFoundError: No module named 'mamba_ssm'")
     try:
         model = VMamba(MINI['v2'], scan_backend='mamba_ssm').eval()
         torch.manual_seed(0)

@@ -15,14 +15,9 @@ Works for every backbone class of the package that implements ``convert_pretrain
 """
 import argparse
 import ast
-import os
-import os.path as osp
 import sys
-import tempfile
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, REPO)
+from backbones.engine.checkpoint import CheckpointError, convert_checkpoint
 
 
 def _literal(text):
@@ -51,18 +46,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def backbone_class(name):
-    import backbones
-    from backbones.base import DenseBackbone
-    classes = {k: v for k, v in vars(backbones).items()
-               if isinstance(v, type) and issubclass(v, DenseBackbone) and v is not DenseBackbone}
-    if name not in classes:
-        raise SystemExit(f'error: unknown --backbone {name!r}; available: '
-                         f'{", ".join(sorted(classes)) or "(none)"}')
-    return classes[name]
-
-
-def build_args(pairs):
+def _build_args(pairs):
     kwargs = {}
     for pair in pairs:
         key, sep, value = pair.partition('=')
@@ -72,55 +56,12 @@ def build_args(pairs):
     return kwargs
 
 
-def save_atomic(obj, dst):
-    """torch.save to a temp file next to ``dst``, then rename: no half-written DST."""
-    import torch
-    dst_dir = osp.dirname(osp.abspath(dst))
-    os.makedirs(dst_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst_dir, prefix=f'.{osp.basename(dst)}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, dst)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def convert(src, dst, backbone, arch, prefix=None, extra_args=None):
-    """Convert ``src`` to ``dst``; return (number of tensors, number of parameters)."""
-    import torch
-
-    from backbones.checkpoint import (load_checkpoint_file, load_state_dict_strict,
-                                      unwrap_state_dict)
-    cls = backbone_class(backbone)
-    state_dict = unwrap_state_dict(load_checkpoint_file(src), prefix=prefix)
-    converted = dict(cls.convert_pretrained(state_dict))
-
-    model = cls(arch=arch, **(extra_args or {}))
-    load_state_dict_strict(model, converted, allow_missing=cls.new_key_prefixes,
-                           source=f'{src} (converted)')
-    # DST must load through init_cfg, which converts again: that has to be the identity.
-    again = cls.convert_pretrained(converted)
-    if list(again) != list(converted) or not all(
-            again[k] is converted[k] or torch.equal(again[k], converted[k]) for k in again):
-        raise RuntimeError(f'{cls.__name__}.convert_pretrained is not the identity on its '
-                           f'own output; DST would not load through init_cfg')
-    save_atomic({'state_dict': converted}, dst)
-    return len(converted), sum(v.numel() for v in converted.values())
-
-
 def main(argv=None):
     args = parse_args(argv)
-    from backbones.checkpoint import CheckpointError
     try:
-        num, params = convert(args.src, args.dst, args.backbone, args.arch,
-                              prefix=args.prefix, extra_args=build_args(args.arg))
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        num, params = convert_checkpoint(args.src, args.dst, args.backbone, args.arch,
+                              prefix=args.prefix, extra_args=_build_args(args.arg))
+    except (CheckpointError, FileNotFoundError, ValueError) as err:  # nothing written
         sys.exit(f'error: {err}\nnothing written to {args.dst}')
     print(f'{args.backbone}(arch={args.arch!r}): {num} tensors, {params / 1e6:.2f}M params '
           f'converted from {args.src} -> {args.dst}')

@@ -1,21 +1,8 @@
 #!/usr/bin/env bash
-# Multi-GPU / multi-node evaluation through torchrun.
+# Multi-GPU / multi-node evaluation through torchrun (tools/dist_run.sh).
 #   tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args...]
 set -euo pipefail
 if [[ $# -lt 3 ]]; then
   echo "usage: $0 CONFIG CHECKPOINT GPUS [test.py args...]" >&2; exit 2
 fi
-CONFIG=$1
-CHECKPOINT=$2
-GPUS=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-PYTHON=${PYTHON:-python}
-HERE=$(cd "$(dirname "$0")" && pwd)
-
-PYTHONPATH="$HERE/..${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m torch.distributed.run \
-  --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-  --nproc_per_node="$GPUS" --master_port="$PORT" \
-  "$HERE/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"
+exec bash "$(dirname "$0")/dist_run.sh" "$3" test.py "$1" "$2" "${@:4}"

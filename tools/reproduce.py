@@ -3,187 +3,19 @@
     python tools/reproduce.py toy    # default: no GPU / no COCO, ADE20K needed
     python tools/reproduce.py full --gpus 8 [--configs PATTERN ...] [--tta]
 
-``toy`` does real work on a CPU: measures Params/MACs of every config at the paper's input
-sizes (results/complexity.csv), trains and evaluates a small MambaOut and a small VMamba for
-detection and segmentation on the toy datasets (results/runs/toy-*, labelled "toy"), and
-rebuilds results/leaderboard.csv, table2.md, table3.md and ap_vs_macs.png.
-
-``full`` trains every selected config with tools/dist_train.sh on the GPUs of this node
-(NNODES / NODE_RANK / MASTER_ADDR for more), evaluates the last checkpoint with
-tools/dist_test.sh (and multi-scale + flip for segmentation with --tta) into results/runs/,
-then rebuilds the leaderboard. Data: data/coco and data/ade/ADEChallengeData2016 (or
---coco / --ade).
-
-Finished steps are skipped on a second run (complexity rows whose config is unchanged, run
-folders with a valid metrics.json); ``--force`` redoes them.
+``toy``: Params/MACs of every config, toy training + evaluation of the rows marked ``toy`` in
+results/backbones.csv, the leaderboard. ``full``: trains and tests every selected config on
+this node's GPUs, then the leaderboard. Finished steps are skipped; ``--force`` redoes them.
+Details: backbones/results/reproduce.py.
 """
 import argparse
-import fnmatch
-import os
 import os.path as osp
-import shutil
-import subprocess
-import sys
-import time
 
-from _common import REPO, load_config
-
-TOOLS = osp.join(REPO, 'tools')
-RESULTS = osp.join(REPO, 'results')
-
-# The toy runs: small models of both families, both tasks.
-TOY_RUNS = (
-    'det_configs/mask-rcnn_mambaout-femto_fpn_8xb2-amp-1x_coco.py',
-    'det_configs/mask-rcnn_vmamba-v2-t_fpn_8xb2-amp-1x_coco.py',
-    'seg_configs/upernet_mambaout-femto_8xb2-amp-160k_ade20k-512x512.py',
-    'seg_configs/upernet_vmamba-v2-t_8xb2-amp-160k_ade20k-512x512.py',
-)
-# Scaled-down schedule for the toy runs (ImageNet weights are not available offline, so the
-# backbones start from random init): a short warm-up and a larger learning rate.
-TOY_SCHEDULE = {
-    # 64 images, batch 4: 16 iterations per epoch. MambaOut-Femto reached box AP50 0.58 on the
-    # toy val set after 4 epochs (64 iterations) in a calibration run.
-    'mmdet': ['train_cfg.max_epochs=4', 'train_cfg.val_interval=4',
-              'default_hooks.checkpoint.interval=4', 'param_scheduler.0.end=30',
-              'param_scheduler.1.milestones=[3]', 'optim_wrapper.optimizer.lr=0.0006'],
-    'mmseg': ['train_cfg.max_iters=64', 'train_cfg.val_interval=64',
-              'default_hooks.checkpoint.interval=64', 'param_scheduler.0.end=16',
-              'param_scheduler.1.begin=16', 'param_scheduler.1.end=64',
-              'optim_wrapper.optimizer.lr=0.0006'],
-}
-TOY_SCALE = 128
+from backbones.engine.launch import REPO
+from backbones.results.reproduce import RESULTS, run_full, run_toy
 
 
-def say(msg):
-    print(f'[reproduce {time.strftime("%H:%M:%S")}] {msg}', flush=True)
-
-
-def run_logged(cmd, log_path, echo=('Epoch(train)', 'Iter(train)', 'Epoch(val)', 'Iter(val)')):
-    """Run ``cmd``; full output to ``log_path``, progress lines echoed. Raise on failure."""
-    os.makedirs(osp.dirname(log_path), exist_ok=True)
-    with open(log_path, 'w') as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=dict(os.environ, PYTHONUNBUFFERED='1'))
-        for line in proc.stdout:
-            log.write(line)
-            if any(tag in line for tag in echo):
-                print('    ' + line.rstrip()[:200], flush=True)
-        if proc.wait() != 0:
-            raise SystemExit(f'error: {" ".join(cmd[:3])} ... failed (exit {proc.returncode}); '
-                             f'see {log_path}')
-
-
-def has_valid_metrics(folder):
-    from leaderboard import RunError, load_run
-    try:
-        load_run(folder)
-        return True
-    except RunError:
-        return False
-
-
-# ---- steps ------------------------------------------------------------------------------
-def step_complexity(results, force):
-    from get_flops import measure_all
-    measure_all(osp.join(results, 'complexity.csv'), force=force, log=say)
-
-
-def step_toy_data(root):
-    from make_toy_data import TOY_MARKER, make_toy_data
-    if osp.isfile(osp.join(root, 'coco', TOY_MARKER)) and \
-            osp.isfile(osp.join(root, 'ade', 'ADEChallengeData2016', TOY_MARKER)):
-        say(f'toy datasets present in {root}')
-    else:
-        make_toy_data(root)
-        say(f'toy datasets written to {root}')
-    return {'mmdet': osp.join(root, 'coco'),
-            'mmseg': osp.join(root, 'ade', 'ADEChallengeData2016')}
-
-
-def step_toy_runs(roots, results, force, work_root, only=None):
-    from mmengine.config import Config
-
-    from backbones.toy import toy_cfg_options
-    selected = [r for r in TOY_RUNS if not only or
-                any(fnmatch.fnmatch(osp.basename(r), pat) for pat in only)]
-    if not selected:
-        raise SystemExit(f'error: no toy run matches {only}; toy runs: {list(TOY_RUNS)}')
-    for i, rel in enumerate(selected, 1):
-        path = osp.join(REPO, rel)
-        stem = osp.splitext(osp.basename(path))[0]
-        run_dir = osp.join(results, 'runs', f'toy-{stem}')
-        if has_valid_metrics(run_dir) and not force:
-            say(f'toy run {i}/{len(selected)} {stem}: done before ({run_dir})')
-            continue
-        cfg = Config.fromfile(path)
-        opts = toy_cfg_options(cfg, roots[cfg.default_scope], scale=TOY_SCALE,
-                               batch_size=4) + TOY_SCHEDULE[cfg.default_scope] + [
-            'model.backbone.init_cfg=None', 'randomness.seed=0',
-            'default_hooks.logger.interval=10']
-        work = osp.join(work_root, f'toy-{stem}')
-        if osp.isdir(work):
-            shutil.rmtree(work)
-        say(f'toy run {i}/{len(selected)} {stem}: training (log {work}/train.log)')
-        start = time.time()
-        run_logged([sys.executable, osp.join(TOOLS, 'train.py'), path, '--work-dir', work,
-                    '--cfg-options', *opts], osp.join(work, 'train.log'))
-        ckpt = open(osp.join(work, 'last_checkpoint')).read().strip()
-        say(f'toy run {i}/{len(selected)} {stem}: evaluating {osp.basename(ckpt)}')
-        tmp_dir = run_dir + '.partial'
-        if osp.isdir(tmp_dir):
-            shutil.rmtree(tmp_dir)
-        run_logged([sys.executable, osp.join(TOOLS, 'test.py'), path, ckpt, '--work-dir',
-                    tmp_dir, '--cfg-options', *opts], osp.join(work, 'test.log'))
-        if osp.isdir(run_dir):
-            shutil.rmtree(run_dir)
-        os.replace(tmp_dir, run_dir)  # the run folder appears only once complete
-        say(f'toy run {i}/{len(selected)} {stem}: done in {time.time() - start:.0f}s')
-
-
-def step_full_runs(args, results):
-    import torch
-    if not torch.cuda.is_available():
-        raise SystemExit('error: `full` needs CUDA GPUs; use `toy` on this machine')
-    for what, path in (('COCO', osp.join(args.coco, 'annotations', 'instances_val2017.json')),
-                       ('ADE20K', osp.join(args.ade, 'images', 'validation'))):
-        if not osp.exists(path):
-            raise SystemExit(f'error: {what} not found: {path} is missing')
-    from check_configs import find_configs
-    configs = [p for p in find_configs([osp.join(REPO, 'det_configs'),
-                                        osp.join(REPO, 'seg_configs')])
-               if not args.configs or any(fnmatch.fnmatch(osp.basename(p), pat)
-                                          for pat in args.configs)]
-    if not configs:
-        raise SystemExit(f'error: no config matches {args.configs}')
-    for i, path in enumerate(configs, 1):
-        stem = osp.splitext(osp.basename(path))[0]
-        scope = load_config(path).default_scope
-        data = (f'train_dataloader.dataset.data_root={args.coco}/',
-                f'val_dataloader.dataset.data_root={args.coco}/',
-                f'test_dataloader.dataset.data_root={args.coco}/',
-                f'val_evaluator.ann_file={args.coco}/annotations/instances_val2017.json',
-                f'test_evaluator.ann_file={args.coco}/annotations/instances_val2017.json') \
-            if scope == 'mmdet' else tuple(
-                f'{s}_dataloader.dataset.data_root={args.ade}' for s in ('train', 'val', 'test'))
-        work = osp.join(args.work_root, stem)
-        tests = [('', [])] + ([('-tta', ['--tta'])] if args.tta and scope == 'mmseg' else [])
-        if all(has_valid_metrics(osp.join(results, 'runs', stem + sfx)) for sfx, _ in tests) \
-                and not args.force:
-            say(f'{i}/{len(configs)} {stem}: done before')
-            continue
-        say(f'{i}/{len(configs)} {stem}: training on {args.gpus} GPUs per node')
-        run_logged(['bash', osp.join(TOOLS, 'dist_train.sh'), path, str(args.gpus),
-                    '--work-dir', work, '--resume', '--cfg-options', *data],
-                   osp.join(work, 'dist_train.log'))
-        ckpt = open(osp.join(work, 'last_checkpoint')).read().strip()
-        for sfx, flags in tests:
-            say(f'{i}/{len(configs)} {stem}: testing {osp.basename(ckpt)} {" ".join(flags)}')
-            run_logged(['bash', osp.join(TOOLS, 'dist_test.sh'), path, ckpt, str(args.gpus),
-                        '--work-dir', osp.join(results, 'runs', stem + sfx), *flags,
-                        '--cfg-options', *data], osp.join(work, f'dist_test{sfx}.log'))
-
-
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest='mode')
     toy = sub.add_parser('toy', help='CPU: complexity, toy training, leaderboard (default)')
@@ -202,23 +34,13 @@ def main():
         p.add_argument('--work-root', default=osp.join(REPO, 'work_dirs'))
         p.add_argument('--results', default=RESULTS,
                        help='results folder (complexity.csv, runs/, leaderboard, tables)')
-    args = parser.parse_args()
-    if args.mode is None:
-        args = parser.parse_args(['toy'])
-    sys.path.insert(0, TOOLS)
-    start = time.time()
-    if args.mode == 'toy':
-        if not args.skip_complexity:
-            step_complexity(args.results, args.force)
-        step_toy_runs(step_toy_data(args.data), args.results, args.force, args.work_root,
-                      args.only)
-    else:
-        step_complexity(args.results, args.force)
-        step_full_runs(args, args.results)
-    import leaderboard
-    leaderboard.main(['--runs', osp.join(args.results, 'runs'), '--out', args.results,
-                      '--complexity', osp.join(args.results, 'complexity.csv')])
-    say(f'finished in {time.time() - start:.0f}s; see results/table2.md and results/table3.md')
+    args = parser.parse_args(argv)
+    return args if args.mode is not None else parser.parse_args(['toy'])
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    (run_toy if args.mode == 'toy' else run_full)(args)
 
 
 if __name__ == '__main__':

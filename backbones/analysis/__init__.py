@@ -1,0 +1,1 @@
+"""Model analysis: Params and MACs as the paper's tables count them."""

@@ -1,0 +1,1 @@
+"""Evaluation: ``FastCocoMetric`` (mmdet's CocoMetric on faster-coco-eval)."""

@@ -1,0 +1,16 @@
+"""Operators of the SSM backbones: the selective scan (one module per backend, one reference)
+and the scan routes that turn a 2-D map into the sequences it scans."""
+from .routes import SCAN_ROUTES, ScanRoute, get_scan_route, register_scan_route
+from .selective_scan import (
+                             available_backends,
+                             backend_names,
+                             counting_scans,
+                             register_scan_backend,
+                             resolve_backend,
+                             selective_scan,
+                             selective_scan_torch,
+)
+
+__all__ = ['SCAN_ROUTES', 'ScanRoute', 'get_scan_route', 'register_scan_route',
+           'available_backends', 'backend_names', 'counting_scans', 'register_scan_backend',
+           'resolve_backend', 'selective_scan', 'selective_scan_torch']

@@ -1,0 +1,19 @@
+# Mask R-CNN 1x, LocalVMamba-T: the paper's Table 2 row LocalVMamba-T.
+_base_ = './_base_/mask-rcnn_fpn_amp-1x_coco.py'
+
+# NO PUBLISHED CHECKPOINT: the release's det config points at local_vssm_tiny.ckpt, which was
+# never released (hunto/LocalMamba README "retraining...", issues #34/#40/#42). Train it on
+# ImageNet with the release and convert it (README: "Pretrained weights"), or run with
+#   --cfg-options model.backbone.init_cfg=None
+pretrained = 'checkpoints/localvmamba/local_vssm_tiny.ckpt'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='LocalVMamba',
+        arch='tiny',
+        # LocalMamba det config: 0.2, inherited silently from mmdet's Swin-T base config
+        drop_path_rate=0.2,
+        out_indices=(0, 1, 2, 3),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[96, 192, 384, 768]))
+# LocalMamba release: AdamW lr 1e-4, weight decay 0.05, 12 epochs [8, 11] (the base's).
