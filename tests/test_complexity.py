@@ -4,7 +4,8 @@ Targets: Params within +-1M and MACs within +-2% of the published values, unless
 a documented exception in results/NOTES.md (a published number that our evidence says is
 wrong; we keep our measurement).
 
-MambaOut, VMamba and the other SSM families' configs are measured here, each one. The timm rows (TimmBackbone,
+MambaOut, VMamba and the other SSM families' configs are measured here,
+each one. The timm rows (TimmBackbone,
 ~30 configs) share the runs: every one is checked through its committed row of
 ``results/complexity.csv`` (written by ``tools/get_flops.py --all``, keyed by a digest of the
 model config, so a stale row fails here), and one member per family and task is measured
