@@ -123,6 +123,11 @@ class DenseBackbone(BaseModule):
                      for i, y in self._run_stages(x))
 
     # ---- pretrained weights ---------------------------------------------------------
+    @staticmethod
+    def read_checkpoint(path):
+        """The checkpoint object at ``path`` (weights_only; a subclass may read other formats)."""
+        return load_checkpoint_file(path)
+
     def init_weights(self):
         cfg = self.init_cfg
         if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
@@ -132,7 +137,8 @@ class DenseBackbone(BaseModule):
         if not checkpoint:
             raise ValueError(f"{type(self).__name__}: init_cfg type 'Pretrained' needs a "
                              f"'checkpoint' (path or URL), got {cfg}")
-        state_dict = unwrap_state_dict(load_checkpoint_file(checkpoint), prefix=cfg.get('prefix'))
+        state_dict = unwrap_state_dict(self.read_checkpoint(checkpoint),
+                                       prefix=cfg.get('prefix'))
         state_dict = self.convert_pretrained(state_dict)
         load_state_dict_strict(self, state_dict, allow_missing=self.new_key_prefixes,
                                source=f'checkpoint {checkpoint}')

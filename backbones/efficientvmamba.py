@@ -46,7 +46,7 @@ from .base import DenseBackbone, check_common_args, positive_ints
 from .layers import LayerNorm, run_blocks, stage_drop_path_rates
 from .ops import SCAN_ROUTES, ScanRoute, backend_names, register_scan_route
 from .registry import register_backbone
-from .vmamba import SS2D, PatchMerging
+from .vmamba import SS2D, PatchMerging, VSSLayout
 
 __all__ = ['EfficientVMamba', 'AtrousScan2x2', 'EfficientSS2D']
 
@@ -205,7 +205,7 @@ class Stage(nn.Module):
 # The backbone
 # ---------------------------------------------------------------------------------------
 @register_backbone
-class EfficientVMamba(DenseBackbone):
+class EfficientVMamba(VSSLayout, DenseBackbone):
     """EfficientVMamba backbone returning NCHW features at strides 4/8/16/32.
 
     Args:
@@ -302,25 +302,7 @@ class EfficientVMamba(DenseBackbone):
         cfg.update(depths=depths, dims=dims)
         return cfg
 
-    @staticmethod
-    def _init_weights(m):
-        # as the release: truncated normal for linear layers, zero bias (convs and BN keep
-        # the PyTorch default); the SSM parameters are initialised by SS2D itself
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-    # ---- DenseBackbone hooks --------------------------------------------------------
-    @property
-    def stem(self):
-        return self.patch_embed
-
-    def stage_modules(self, i):
-        return [self.layers[i], self.out_norms[i]]
+    # init (convs and BN keep the PyTorch default), stem and stage_modules: VSSLayout
 
     @classmethod
     def convert_pretrained(cls, state_dict):

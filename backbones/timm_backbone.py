@@ -36,7 +36,6 @@ import sys
 import timm
 import torch
 import torch.nn.functional as F
-from mmengine.logging import print_log
 from timm.layers import PatchEmbed
 from timm.models import is_model_in_modules
 from timm.models._features import FeatureGetterNet  # not re-exported by timm.models
@@ -46,8 +45,6 @@ from .base import DenseBackbone, check_common_args
 from .engine.checkpoint import (
     CheckpointError,
     load_checkpoint_file,
-    load_state_dict_strict,
-    unwrap_state_dict,
 )
 from .layers import LayerNorm
 from .registry import register_backbone
@@ -229,23 +226,10 @@ class TimmBackbone(DenseBackbone):
             outs.append(y)
         return tuple(outs)
 
-    # ---- pretrained weights ---------------------------------------------------------
-    def init_weights(self):
-        cfg = self.init_cfg
-        if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
-            super().init_weights()
-            return
-        checkpoint = cfg.get('checkpoint')
-        if not checkpoint:
-            raise ValueError(f"TimmBackbone: init_cfg type 'Pretrained' needs a 'checkpoint' "
-                             f'(a local file), got {cfg}')
-        state_dict = unwrap_state_dict(_load_file(checkpoint), prefix=cfg.get('prefix'))
-        state_dict = self.convert_pretrained(state_dict)
-        load_state_dict_strict(self, state_dict, allow_missing=self.new_key_prefixes,
-                               source=f'checkpoint {checkpoint}')
-        print_log(f'TimmBackbone({self.model_name}): loaded {len(state_dict)} pretrained '
-                  f'tensors from {checkpoint}', logger='current')
-        self._is_init = True
+    # ---- pretrained weights (DenseBackbone.init_weights, with timm's file formats) -------
+    @staticmethod
+    def read_checkpoint(path):
+        return _load_file(path)
 
     def convert_pretrained(self, state_dict):
         """A checkpoint of the full timm model (timm's or the official key names) as this

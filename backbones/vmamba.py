@@ -250,8 +250,33 @@ class VSSStage(nn.Module):
 # ---------------------------------------------------------------------------------------
 # The backbone
 # ---------------------------------------------------------------------------------------
+class VSSLayout:
+    """What VMamba-style backbones share: the release's init and layout (``patch_embed``,
+    ``layers.i`` each with its blocks and the downsampling after it, ``out_norms.i``)."""
+
+    @staticmethod
+    def _init_weights(m):
+        # as the release: truncated normal for linear layers, zero bias (convs keep the
+        # PyTorch default); the SSM parameters are initialised by SS2D itself
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    # ---- DenseBackbone hooks --------------------------------------------------------
+    @property
+    def stem(self):
+        return self.patch_embed
+
+    def stage_modules(self, i):
+        return [self.layers[i], self.out_norms[i]]
+
+
 @register_backbone
-class VMamba(DenseBackbone):
+class VMamba(VSSLayout, DenseBackbone):
     """VMamba (V0 / V2) backbone returning NCHW features at strides 4/8/16/32.
 
     Args:
@@ -346,26 +371,6 @@ class VMamba(DenseBackbone):
         cfg.update(depths=depths, dims=dims)
         _check_block_settings(cfg)
         return cfg
-
-    @staticmethod
-    def _init_weights(m):
-        # as the release: truncated normal for linear layers, zero bias (convs keep the
-        # PyTorch default); the SSM parameters are initialised by SS2D itself
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-    # ---- DenseBackbone hooks --------------------------------------------------------
-    @property
-    def stem(self):
-        return self.patch_embed
-
-    def stage_modules(self, i):
-        return [self.layers[i], self.out_norms[i]]
 
     @classmethod
     def convert_pretrained(cls, state_dict):
