@@ -287,3 +287,6 @@ def test_dist_train_two_cpu_processes(name, toy_data, tmp_path):
     out = run_tool('tools/dist_train.sh', path, 2, '--work-dir', tmp_path, '--cfg-options', *opts,
                    env={'PORT': _free_port(), 'OMP_NUM_THREADS': '1'}).stdout
     assert 'gloo backend' in out and 'SyncBN layers become BN' in out
+    assert 'world_size: 2' in out or 'GPU number: 2' in out or "'world_size': 2" in out
+    is_det = name.startswith('mask-rcnn')
+    assert osp.isfile(osp.join(tmp_path, 'epoch_1.pth' if is_det else 'iter_2.pth'))
