@@ -88,6 +88,16 @@ def toy_data(tmp_path_factory):
     return make_toy_data(str(tmp_path_factory.mktemp('toy')), num_train=8, num_val=4, seed=0)
 
 
+WEIGHT_FILES = ('.pth', '.ckpt', '.safetensors', '.bin')
+
+
+def _remove_weight_files(root):
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if name.endswith(WEIGHT_FILES):
+                os.remove(osp.join(folder, name))
+
+
 @pytest.fixture(autouse=True)
 def _drop_checkpoints(request):
     """Delete the checkpoints a test wrote under its tmp_path once it is done: a full-size
@@ -97,7 +107,12 @@ def _drop_checkpoints(request):
         return
     root = request.getfixturevalue('tmp_path')  # set up first, so torn down after this
     yield
-    for folder, _, files in os.walk(root):
-        for name in files:
-            if name.endswith('.pth'):
-                os.remove(osp.join(folder, name))
+    _remove_weight_files(root)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _drop_shared_checkpoints(tmp_path_factory):
+    """The same for the folders that module and session fixtures share (resume references,
+    bad-input checkpoints), at the end of the run."""
+    yield
+    _remove_weight_files(tmp_path_factory.getbasetemp())
