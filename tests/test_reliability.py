@@ -290,7 +290,16 @@ def test_amp_gradient_accumulation_steps_are_not_counted_as_good(cpu_amp_wrapper
         _amp_steps(hook, model, wrapper, [float('nan')] * 4)
 
 
-def test_stop_signals_second_ctrl_c_interrupts_at_once():
+@pytest.fixture
+def terminal_sigint():
+    """SIGINT as Python sets it up in a terminal: a run started in the background (nohup,
+    `cmd &`, some CI runners) inherits SIGINT ignored, which would hide what these test."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_stop_signals_second_ctrl_c_interrupts_at_once(terminal_sigint):
     from backbones.engine.hooks import STOP_SIGNALS
     STOP_SIGNALS.install([signal.SIGINT])
     try:
@@ -330,7 +339,7 @@ def _ctrl_c_to_workers(install):
         STOP_SIGNALS.uninstall()
 
 
-def test_data_loader_workers_survive_ctrl_c_when_installed_before_they_fork():
+def test_data_loader_workers_survive_ctrl_c_when_installed_before_they_fork(terminal_sigint):
     """tools/train.py installs the stop handler before the Runner builds its loaders
     (an iteration loop forks its workers then, before any hook runs); the control shows
     that without it the same Ctrl-C breaks the loader."""
