@@ -335,13 +335,3 @@ class EfficientVMamba(VSSLayout, DenseBackbone):
             key = re.sub(r'^outnorm(\d+)\.', r'out_norms.\1.', key)
             out[key] = value
         return out
-
-    # ---- forward --------------------------------------------------------------------
-    def _run_stages(self, x):
-        x = self.patch_embed(x)
-        for i, stage in enumerate(self.layers[:self.out_indices[-1] + 1]):  # skip unused
-            x = stage.forward_blocks(x, with_cp=self.with_cp[i])
-            if i in self.out_indices:
-                yield i, x
-            if i < self.out_indices[-1]:
-                x = stage.downsample(x)

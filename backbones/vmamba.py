@@ -274,6 +274,16 @@ class VSSLayout:
     def stage_modules(self, i):
         return [self.layers[i], self.out_norms[i]]
 
+    # ---- forward --------------------------------------------------------------------
+    def _run_stages(self, x):
+        x = self.patch_embed(x)
+        for i, stage in enumerate(self.layers[:self.out_indices[-1] + 1]):  # skip unused
+            x = stage.forward_blocks(x, with_cp=self.with_cp[i])
+            if i in self.out_indices:
+                yield i, x
+            if i < self.out_indices[-1]:
+                x = stage.downsample(x)
+
 
 @register_backbone
 class VMamba(VSSLayout, DenseBackbone):
@@ -403,16 +413,6 @@ class VMamba(VSSLayout, DenseBackbone):
                 value = value.flatten(1)
             out[key] = value
         return out
-
-    # ---- forward --------------------------------------------------------------------
-    def _run_stages(self, x):
-        x = self.patch_embed(x)
-        for i, stage in enumerate(self.layers[:self.out_indices[-1] + 1]):  # skip unused
-            x = stage.forward_blocks(x, with_cp=self.with_cp[i])
-            if i in self.out_indices:
-                yield i, x
-            if i < self.out_indices[-1]:
-                x = stage.downsample(x)
 
 
 # ---- helpers ---------------------------------------------------------------------------
