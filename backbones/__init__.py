@@ -8,9 +8,10 @@ Importing this package (configs do it through ``custom_imports``) does exactly t
 * applies the documented runtime fixes of :mod:`backbones.engine.runtime` (checkpoint
   allow-list, model-index cache, the CPU DDP wrapper).
 
-Layout: the backbones and their shared layers at the top; ``ops`` (selective scan, scan
-routes), ``engine``, ``evaluation``, ``datasets``, ``preflight``, ``analysis``, ``results``
-and ``benchmarks`` below.
+Layout: ``models`` (one file per architecture, their base class and registry), ``layers``
+(layers two or more families share), ``ops`` (selective scan, scan routes), ``engine``,
+``evaluation``, ``datasets``, ``preflight``, ``analysis``, ``results`` and ``benchmarks``;
+``metadata`` reads ``results/backbones.csv``.
 """
 import warnings
 
@@ -22,11 +23,6 @@ from .engine.runtime import allow_mmengine_checkpoints, cache_package_model_inde
 allow_mmengine_checkpoints()
 cache_package_model_index()
 
-from .efficientvmamba import *  # noqa: E402,F401,F403
 from .engine import fileio, hooks  # noqa: E402,F401  (atomic_local backend; HOOKS)
 from .evaluation.coco_metric import FastCocoMetric  # noqa: E402,F401  (mmdet's METRICS)
-from .localvmamba import *  # noqa: E402,F401,F403
-from .mambaout import *  # noqa: E402,F401,F403
-from .plainmamba import *  # noqa: E402,F401,F403
-from .timm_backbone import *  # noqa: E402,F401,F403
-from .vmamba import *  # noqa: E402,F401,F403
+from .models import *  # noqa: E402,F401,F403  (every backbone, registered)

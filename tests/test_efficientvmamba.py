@@ -17,8 +17,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backbones.efficientvmamba import AtrousScan2x2, EfficientSS2D, EfficientVMamba
 from backbones.engine.checkpoint import CheckpointError
+from backbones.models.efficientvmamba import AtrousScan2x2, EfficientSS2D, EfficientVMamba
 from backbones.ops import scan_triton
 from backbones.ops.reference import reference_scan
 from backbones.ops.routes import get_scan_route
@@ -181,8 +181,8 @@ def test_es2d_matches_release_forward(H, W):
 
 _FUSED_SCRIPT = r"""
 import torch
-import backbones.vmamba as vm
-from backbones.efficientvmamba import EfficientSS2D
+import backbones.models.vmamba as vm
+from backbones.models.efficientvmamba import EfficientSS2D
 from backbones.ops import scan_triton
 assert scan_triton.interpreting()
 calls, real = [], vm.selective_scan_routed
@@ -255,7 +255,7 @@ def test_norm_eval_keeps_batchnorm_in_eval():
 
 
 def test_with_cp_same_outputs_and_grads(monkeypatch):
-    import backbones.layers as layers
+    import backbones.layers.blocks as layers
     calls = []
     real = layers.cp.checkpoint
     monkeypatch.setattr(layers.cp, 'checkpoint', lambda *a, **k: calls.append(k) or real(*a, **k))

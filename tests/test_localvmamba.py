@@ -16,7 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from backbones.engine.checkpoint import CheckpointError
-from backbones.localvmamba import ALL_DIRECTIONS, DIRECTIONS, LocalScan, LocalSS2D, LocalVMamba
+from backbones.models.localvmamba import (
+    ALL_DIRECTIONS,
+    DIRECTIONS,
+    LocalScan,
+    LocalSS2D,
+    LocalVMamba,
+)
 from backbones.ops.reference import reference_scan
 from backbones.ops.routes import SCAN_ROUTES, get_scan_route
 from conftest import REPO, randomize_, run_tool
@@ -286,7 +292,7 @@ def test_frozen_stages(frozen):
 
 
 def test_with_cp_same_outputs_and_grads(monkeypatch):
-    import backbones.layers as layers
+    import backbones.layers.blocks as layers
     calls = []
     real = layers.cp.checkpoint
     monkeypatch.setattr(layers.cp, 'checkpoint',

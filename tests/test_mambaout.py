@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backbones.engine.checkpoint import CheckpointError, load_state_dict_strict
-from backbones.mambaout import MambaOut
+from backbones.models.mambaout import MambaOut
 from conftest import REPO, randomize_, run_tool
 
 CONVERT = os.path.join(REPO, 'tools', 'convert_checkpoint.py')
@@ -241,7 +241,7 @@ def test_with_cp_same_outputs_and_grads(with_cp, monkeypatch):
     cp_model = MambaOut('femto', drop_path_rate=0.2, with_cp=with_cp).train()
     cp_model.load_state_dict(ref.state_dict())
 
-    import backbones.layers as mod
+    import backbones.layers.blocks as mod
     calls = []
     real = mod.cp.checkpoint
     monkeypatch.setattr(mod.cp, 'checkpoint',
@@ -269,7 +269,7 @@ def test_with_cp_same_outputs_and_grads(with_cp, monkeypatch):
 
 def test_with_cp_is_skipped_without_grad(monkeypatch):
     model = MambaOut('femto', with_cp=True).eval()
-    import backbones.layers as mod
+    import backbones.layers.blocks as mod
     monkeypatch.setattr(mod.cp, 'checkpoint', lambda *a, **k: pytest.fail('checkpointed'))
     with torch.no_grad():
         model(torch.randn(1, 3, 32, 32))
@@ -478,7 +478,7 @@ class Block(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f'No module named {name!r}', name=name)
 sys.meta_path.insert(0, Block())
 import backbones
-from backbones.registry import available_scopes
+from backbones.models.registry import available_scopes
 (other,) = available_scopes()
 model = importlib.import_module(other + '.registry').MODELS.build(
     dict(type='MambaOut', arch='femto'))

@@ -16,9 +16,9 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from backbones.engine.checkpoint import CheckpointError
+from backbones.models.plainmamba import PlainMamba, PlainMamba2D, resize_pos_embed
 from backbones.ops.reference import reference_scan
 from backbones.ops.routes import get_scan_route
-from backbones.plainmamba import PlainMamba, PlainMamba2D, resize_pos_embed
 from conftest import REPO, randomize_, run_tool
 
 pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
@@ -251,7 +251,7 @@ def test_adapter_frozen_stages():
 
 
 def test_with_cp_same_outputs_and_grads(monkeypatch):
-    import backbones.layers as layers
+    import backbones.layers.blocks as layers
     calls = []
     real = layers.cp.checkpoint
     monkeypatch.setattr(layers.cp, 'checkpoint',

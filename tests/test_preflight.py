@@ -38,7 +38,7 @@ class Evil:
 
 
 def _mambaout_state(arch):
-    from backbones.mambaout import MambaOut
+    from backbones.models.mambaout import MambaOut
     return MambaOut(arch=arch, out_indices=(0, 1, 2, 3)).state_dict()
 
 

@@ -406,7 +406,7 @@ def test_nan_loss_stops_fp32_training_before_saving(toy_data, tmp_path):
 # checkpoint contents (bad input of every kind: tests/test_preflight.py)
 # ---------------------------------------------------------------------------------------
 def _mambaout_state(arch):
-    from backbones.mambaout import MambaOut
+    from backbones.models.mambaout import MambaOut
     return MambaOut(arch=arch, out_indices=(0, 1, 2, 3)).state_dict()
 
 

@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from backbones.engine import log
-from backbones.ops import counting_scans, resolve_backend, scan_triton, selective_scan
+from backbones.models.vmamba import SS2D
+from backbones.ops import counting_scans, fuses_routes, resolve_backend, scan_triton, selective_scan
 from backbones.ops.reference import reference_scan
 from backbones.ops.routes import SCAN_ROUTES, ScanRoute, get_scan_route
-from backbones.vmamba import SS2D
 from conftest import REPO
 
 AUTO_ORDER = sys.modules['backbones.ops.selective_scan'].AUTO_ORDER
@@ -285,7 +285,7 @@ def test_kernel_ss2d_fused_equals_unfused(version, monkeypatch):
     (torch backend), output and every gradient."""
     calls = []
     real = scan_triton.selective_scan_routed
-    monkeypatch.setattr('backbones.vmamba.selective_scan_routed',
+    monkeypatch.setattr('backbones.models.vmamba.selective_scan_routed',
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     unfused, fused = ss2d_pair(version)
     x = torch.randn(2, 3, 5, 4, generator=torch.Generator().manual_seed(2)).to(DEVICE)
@@ -306,11 +306,11 @@ def test_ss2d_fuses_only_for_triton_outside_flop_counts():
     """The FLOP counter sees selective_scan calls only: SS2D does not fuse while it counts,
     nor for another backend, nor for a route without an index map."""
     route = get_scan_route('cross2d')
-    assert scan_triton.fuses_routes('triton', route, DEVICE) == (INTERPRETED or ON_CUDA)
+    assert fuses_routes('triton', route, DEVICE) == (INTERPRETED or ON_CUDA)
     with counting_scans():
-        assert not scan_triton.fuses_routes('triton', route, DEVICE)
-    assert not scan_triton.fuses_routes('torch', route, DEVICE)
-    assert not scan_triton.fuses_routes('triton', ScanRoute(), DEVICE)
+        assert not fuses_routes('triton', route, DEVICE)
+    assert not fuses_routes('torch', route, DEVICE)
+    assert not fuses_routes('triton', ScanRoute(), DEVICE)
 
 
 # ---- routes as data -----------------------------------------------------------------------

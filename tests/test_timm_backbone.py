@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from backbones.engine.checkpoint import CheckpointError
-from backbones.timm_backbone import TimmBackbone
+from backbones.models.timm_backbone import TimmBackbone
 from conftest import randomize_
 
 # family -> (timm model, arguments that shrink it, out_norm_eps its det/seg code uses)

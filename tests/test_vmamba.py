@@ -16,10 +16,10 @@ import torch.nn.functional as F
 
 from backbones.engine import log
 from backbones.engine.checkpoint import CheckpointError
+from backbones.models.vmamba import SS2D, VMamba
 from backbones.ops import scan_mamba_ssm as mamba
 from backbones.ops.reference import reference_scan
 from backbones.ops.routes import SCAN_ROUTES, get_scan_route
-from backbones.vmamba import SS2D, VMamba
 from conftest import REPO, randomize_, run_tool
 
 CONVERT = os.path.join(REPO, 'tools', 'convert_checkpoint.py')
@@ -246,7 +246,7 @@ def test_frozen_stages(frozen):
 
 @pytest.mark.parametrize('version', ['v0', 'v2'])
 def test_with_cp_same_outputs_and_grads(version, monkeypatch):
-    import backbones.layers as vm
+    import backbones.layers.blocks as vm
     calls = []
     real = vm.cp.checkpoint
     monkeypatch.setattr(vm.cp, 'checkpoint', lambda *a, **k: calls.append(k) or real(*a, **k))

@@ -17,7 +17,8 @@ import argparse
 import ast
 import sys
 
-from backbones.engine.checkpoint import CheckpointError, convert_checkpoint
+from backbones.engine.checkpoint import CheckpointError
+from backbones.engine.convert import convert_checkpoint
 
 
 def _literal(text):

@@ -23,8 +23,9 @@ import re
 
 import torch
 
-from ..engine.checkpoint import backbone_class, load_state_dict_strict
+from ..engine.checkpoint import load_state_dict_strict
 from ..metadata import load_rows
+from ..models import backbone_class
 from ..ops import available_backends
 from .common import (
     Benchmark,

@@ -203,38 +203,3 @@ def check_checkpoint_file(path):
             f'tensors/containers ({", ".join(sorted(unsafe)[:5])}), so loading it could run '
             f'arbitrary code. If you trust the file, re-save its tensors as a plain '
             f'state_dict.')
-
-
-def backbone_class(name):
-    """The backbone class of this package called ``name`` (one with convert_pretrained)."""
-    import backbones
-
-    from ..base import DenseBackbone
-    classes = {k: v for k, v in vars(backbones).items()
-               if isinstance(v, type) and issubclass(v, DenseBackbone) and v is not DenseBackbone}
-    if name not in classes:
-        raise ValueError(f'unknown --backbone {name!r}; available: '
-                         f'{", ".join(sorted(classes)) or "(none)"}')
-    return classes[name]
-
-
-def convert_checkpoint(src, dst, backbone, arch, prefix=None, extra_args=None):
-    """Convert an ImageNet checkpoint ``src`` to ``backbone``'s own keys, verify it by a
-    strict load into a freshly built backbone, and write ``dst`` atomically as
-    ``{'state_dict': ...}``; return (number of tensors, number of parameters)."""
-    from .fileio import write_file_atomic
-    cls = backbone_class(backbone)
-    state_dict = unwrap_state_dict(load_checkpoint_file(src), prefix=prefix)
-    converted = dict(cls.convert_pretrained(state_dict))
-
-    model = cls(arch=arch, **(extra_args or {}))
-    load_state_dict_strict(model, converted, allow_missing=cls.new_key_prefixes,
-                           source=f'{src} (converted)')
-    # DST must load through init_cfg, which converts again: that has to be the identity.
-    again = cls.convert_pretrained(converted)
-    if list(again) != list(converted) or not all(
-            again[k] is converted[k] or torch.equal(again[k], converted[k]) for k in again):
-        raise RuntimeError(f'{cls.__name__}.convert_pretrained is not the identity on its '
-                           f'own output; DST would not load through init_cfg')
-    write_file_atomic(lambda f: torch.save({'state_dict': converted}, f), dst)
-    return len(converted), sum(v.numel() for v in converted.values())

@@ -5,12 +5,15 @@ from .selective_scan import (
                              available_backends,
                              backend_names,
                              counting_scans,
+                             fuses_routes,
                              register_scan_backend,
                              resolve_backend,
                              selective_scan,
+                             selective_scan_routed,
                              selective_scan_torch,
 )
 
 __all__ = ['SCAN_ROUTES', 'ScanRoute', 'get_scan_route', 'register_scan_route',
            'available_backends', 'backend_names', 'counting_scans', 'register_scan_backend',
-           'resolve_backend', 'selective_scan', 'selective_scan_torch']
+           'fuses_routes', 'resolve_backend', 'selective_scan', 'selective_scan_routed',
+           'selective_scan_torch']

@@ -85,7 +85,7 @@ except Exception as err:  # noqa: BLE001 - a broken triton must not break `impor
     def _jit(fn):
         return fn
 
-__all__ = ['selective_scan_triton', 'selective_scan_routed', 'routed_scan_torch', 'fuses_routes',
+__all__ = ['selective_scan_triton', 'selective_scan_routed', 'routed_scan_torch',
            'unavailable', 'probe', 'interpreting']
 
 #: Elements of each live (1, BLOCK_N, BLOCK_L) tensor of a forward program (16 per thread
@@ -498,17 +498,6 @@ def selective_scan_routed(x, delta, A, B, C, D=None, delta_bias=None, delta_soft
         except Exception as err:  # noqa: BLE001
             _mark_broken(x.device, err)
     return routed_scan_torch(x, delta, A, B, C, D, delta_bias, delta_softplus, index)
-
-
-def fuses_routes(backend, route, device):
-    """Whether SS2D should run ``route`` inside the kernels (:func:`selective_scan_routed`):
-    ``backend`` resolves to triton on ``device``, the route has an index map, and no FLOP
-    count is running (the counter's stand-in replaces :func:`selective_scan` calls only)."""
-    from .selective_scan import _counting, resolve_backend
-    if _counting[0] or backend not in ('auto', 'triton') or not route.has_positions:
-        return False
-    # the dispatcher's own wording, so the choice is logged once, not once per caller
-    return resolve_backend(backend, device) == 'triton'
 
 
 def _check_routed(x, delta, A, B, C, index):

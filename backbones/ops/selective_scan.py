@@ -39,8 +39,9 @@ from ..engine.log import log_once
 from . import scan_mamba_ssm
 from .scan_torch import selective_scan_torch
 
-__all__ = ['selective_scan', 'selective_scan_torch', 'available_backends', 'backend_names',
-           'resolve_backend', 'register_scan_backend', 'counting_scans', 'COUNT_OP']
+__all__ = ['selective_scan', 'selective_scan_torch', 'selective_scan_routed', 'fuses_routes',
+           'available_backends', 'backend_names', 'resolve_backend', 'register_scan_backend',
+           'counting_scans', 'COUNT_OP']
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,19 @@ def selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=Fa
 try:
     from . import scan_triton
     _triton_fn, _triton_unavailable = scan_triton.selective_scan_triton, scan_triton.unavailable
+    selective_scan_routed = scan_triton.selective_scan_routed
 except Exception as _err:  # noqa: BLE001
     _triton_why = f'the triton backend failed to import ({type(_err).__name__}: {_err})'
     _triton_fn, _triton_unavailable = None, lambda device: _triton_why
+    selective_scan_routed = None
 register_scan_backend('triton', _triton_fn, _triton_unavailable, auto_rank=0)
+
+
+def fuses_routes(backend, route, device):
+    """Whether SS2D should run ``route`` inside the kernels (:func:`selective_scan_routed`):
+    ``backend`` resolves to triton on ``device``, the route has an index map, and no FLOP
+    count is running (the counter's stand-in replaces :func:`selective_scan` calls only)."""
+    if _counting[0] or backend not in ('auto', 'triton') or not route.has_positions:
+        return False
+    # the dispatcher's own wording, so the choice is logged once, not once per caller
+    return resolve_backend(backend, device) == 'triton'

@@ -5,7 +5,7 @@ Paper: `LocalMamba: Visual State Space Model with Windowed Selective Scan` (Huan
 ``classification/lib/models/local_vmamba.py``, ``.../mamba/multi_mamba.py`` and
 ``.../mamba/local_scan.py``), which fixes everything below.
 
-LocalVMamba is VMamba V0 (:mod:`backbones.vmamba`: the same 4x4/s4 stem, patch merging,
+LocalVMamba is VMamba V0 (:mod:`backbones.models.vmamba`: the same 4x4/s4 stem, patch merging,
 SS2D with d_state 16, ssm_ratio 2, z gate, no MLP) with two changes inside SS2D:
 
 * **Local scan routes.** Each block scans the map along four of eight directions, chosen
@@ -49,10 +49,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers import LayerNorm, stage_drop_path_rates
+from ..ops import backend_names
+from ..ops.routes import SCAN_ROUTES, ScanRoute, register_scan_route
 from .base import DenseBackbone, check_common_args, positive_ints
-from .layers import LayerNorm, stage_drop_path_rates
-from .ops import backend_names
-from .ops.routes import SCAN_ROUTES, ScanRoute, register_scan_route
 from .registry import register_backbone
 from .vmamba import SS2D, PatchEmbed, PatchMerging, VMamba, VSSStage
 

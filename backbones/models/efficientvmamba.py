@@ -42,9 +42,9 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
+from ..layers import LayerNorm, run_blocks, stage_drop_path_rates
+from ..ops import SCAN_ROUTES, ScanRoute, backend_names, register_scan_route
 from .base import DenseBackbone, check_common_args, positive_ints
-from .layers import LayerNorm, run_blocks, stage_drop_path_rates
-from .ops import SCAN_ROUTES, ScanRoute, backend_names, register_scan_route
 from .registry import register_backbone
 from .vmamba import SS2D, PatchMerging, VSSLayout
 

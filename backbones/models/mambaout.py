@@ -31,8 +31,8 @@ import torch
 from timm.layers import DropPath
 from torch import nn
 
+from ..layers import ConvDownsample, ConvStem, LayerNorm, run_blocks, stage_drop_path_rates
 from .base import DenseBackbone, check_common_args, positive_ints
-from .layers import ConvDownsample, ConvStem, LayerNorm, run_blocks, stage_drop_path_rates
 from .registry import register_backbone
 
 __all__ = ['MambaOut']

@@ -19,7 +19,7 @@ BMVC 2024, https://arxiv.org/abs/2403.17695); release github.com/ChenhongyiYang/
   ``ln1``), all at stride 16;
 * detection (``adapter=dict(...)``): the release's PlainMamba-Adapter, a ViT-Adapter with
   multi-scale deformable attention around the same layer groups
-  (:mod:`backbones.plainmamba_adapter`), giving strides 4/8/16/32 with a BatchNorm each
+  (:mod:`backbones.models.plainmamba_adapter`), giving strides 4/8/16/32 with a BatchNorm each
   (``final_norm=False`` there: no ``ln1``). One type for both tasks, so a row is one
   ``(type, arch)``.
 
@@ -52,9 +52,9 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
+from ..layers import LayerNorm, run_blocks
+from ..ops import ScanRoute, backend_names, get_scan_route, register_scan_route, selective_scan
 from .base import DenseBackbone, check_common_args
-from .layers import LayerNorm, run_blocks
-from .ops import ScanRoute, backend_names, get_scan_route, register_scan_route, selective_scan
 from .registry import register_backbone
 
 __all__ = ['PlainMamba', 'PlainMamba2D', 'ZigZagScan', 'resize_pos_embed']
@@ -261,7 +261,7 @@ class PlainMamba(DenseBackbone):
         scan_backend (str): selective-scan backend (``auto``, ``torch``, ``mamba_ssm``,
             ``triton``); an unavailable one falls back to torch.
         adapter (dict, optional): build the detection form: the keyword arguments of
-            :class:`backbones.plainmamba_adapter.ViTAdapter` (release: ``conv_inplane=64,
+            :class:`backbones.models.plainmamba_adapter.ViTAdapter` (release: ``conv_inplane=64,
             deform_num_heads=6`` (L3: 8), ``n_points=4, cffn_ratio=0.25,
             deform_ratio=1.0``); ``out_indices`` then pick strides 4/8/16/32.
         frozen_stages (int): freeze the stem (and the adapter's spatial prior module), the

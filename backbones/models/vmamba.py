@@ -37,10 +37,16 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 from torch import nn
 
+from ..layers import ConvDownsample, ConvStem, LayerNorm, run_blocks, stage_drop_path_rates
+from ..ops import (
+    SCAN_ROUTES,
+    backend_names,
+    fuses_routes,
+    get_scan_route,
+    selective_scan,
+    selective_scan_routed,
+)
 from .base import DenseBackbone, check_common_args, positive_ints
-from .layers import ConvDownsample, ConvStem, LayerNorm, run_blocks, stage_drop_path_rates
-from .ops import SCAN_ROUTES, backend_names, get_scan_route, selective_scan
-from .ops.scan_triton import fuses_routes, selective_scan_routed
 from .registry import register_backbone
 
 __all__ = ['VMamba', 'SS2D']

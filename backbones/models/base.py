@@ -22,7 +22,7 @@ from mmengine.model import BaseModule
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .engine.checkpoint import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
+from ..engine.checkpoint import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
 
 
 def check_out_indices(out_indices, num_stages):

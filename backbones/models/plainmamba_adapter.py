@@ -14,7 +14,7 @@ stride-16 network gets a feature pyramid from a second, convolutional path:
   each level gets a BatchNorm (the backbone's ``out_norms.i``, the release's ``ad_norm<i+1>``).
 
 Our keys: ``adapter.{level_embed,spm,interactions,up}`` (release: the same names at the top of
-its ``PlainMambaAdapter``; :meth:`backbones.plainmamba.PlainMamba.convert_pretrained` maps).
+its ``PlainMambaAdapter``; :meth:`backbones.models.plainmamba.PlainMamba.convert_pretrained` maps).
 
 The deformable attention is mmcv's ``MultiScaleDeformableAttention`` itself (same
 parameters and computation as the release's ``MSDeformAttn``, which calls mmcv's
@@ -35,7 +35,7 @@ from mmcv.ops import MultiScaleDeformableAttention
 from timm.layers import DropPath
 from torch import nn
 
-from .layers import LayerNorm
+from ..layers import LayerNorm
 
 __all__ = ['ViTAdapter']
 

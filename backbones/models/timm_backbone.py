@@ -41,12 +41,12 @@ from timm.models import is_model_in_modules
 from timm.models._features import FeatureGetterNet  # not re-exported by timm.models
 from torch import nn
 
-from .base import DenseBackbone, check_common_args
-from .engine.checkpoint import (
+from ..engine.checkpoint import (
     CheckpointError,
     load_checkpoint_file,
 )
-from .layers import LayerNorm
+from ..layers import LayerNorm
+from .base import DenseBackbone, check_common_args
 from .registry import register_backbone
 
 __all__ = ['TimmBackbone']
