@@ -14,6 +14,10 @@ model = dict(
         # LocalMamba det config: 0.2, inherited silently from mmdet's Swin-T base config
         drop_path_rate=0.2,
         out_indices=(0, 1, 2, 3),
+        # The release's vertical-scan reverse, which its published numbers were made
+        # with; it scrambles non-square maps (results/NOTES.md). The corrected scan:
+        # variants/mask-rcnn_localvmamba-t-vfix_fpn_8xb2-amp-1x_coco.py
+        release_v_reverse=True,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[96, 192, 384, 768]))
 # LocalMamba release: AdamW lr 1e-4, weight decay 0.05, 12 epochs [8, 11] (the base's).

@@ -11,6 +11,10 @@ model = dict(
         arch='small',
         drop_path_rate=0.2,  # LocalMamba seg config, small: 0.2
         out_indices=(0, 1, 2, 3),
+        # The release's vertical-scan reverse, which its published numbers were made
+        # with; it scrambles non-square maps (results/NOTES.md). The corrected scan:
+        # variants/upernet_localvmamba-s-vfix_8xb2-amp-160k_ade20k-512x512.py
+        release_v_reverse=True,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(in_channels=[96, 192, 384, 768]),
     auxiliary_head=dict(in_channels=384))

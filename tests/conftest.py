@@ -57,6 +57,40 @@ def randomize_(model, seed=0):
     return model
 
 
+# Where the official repositories' pinned snapshots are looked for (git directories named
+# owner+name/repo, as this workplace's fetch tool leaves them); never downloaded by a test.
+RELEASE_MIRRORS = [p for p in (os.environ.get('BENCH_RELEASE_MIRROR'), '/work/.mirror') if p]
+
+
+def release_source(repo, commit, dest, paths=()):
+    """The official repository ``repo`` ('owner/name') at ``commit``, extracted under ``dest``
+    from a local snapshot; skips (naming what to fetch) when no snapshot holds that commit.
+    ``paths``: extract only these (a snapshot may lack large blobs, e.g. images, that a
+    whole-tree archive would need). Used by the slow equivalence tests against each family's
+    release; no network access."""
+    out = osp.join(str(dest), repo.replace('/', '+'))
+    if osp.isdir(out):
+        return out
+    for root in RELEASE_MIRRORS:
+        for git_dir in (osp.join(root, repo.replace('/', '+'), 'repo'),
+                        osp.join(root, repo.replace('/', '+'), 'repo', '.git')):
+            if not osp.isfile(osp.join(git_dir, 'HEAD')):
+                continue
+            probe = subprocess.run(['git', '--git-dir', git_dir, 'cat-file', '-e',
+                                    f'{commit}^{{commit}}'], capture_output=True)
+            if probe.returncode:
+                continue
+            os.makedirs(out)
+            archive = subprocess.run(['git', '--git-dir', git_dir, 'archive', commit,
+                                      *paths],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(['tar', '-x', '-C', out], input=archive, check=True)
+            return out
+    pytest.skip(f'official source {repo}@{commit} not found under {RELEASE_MIRRORS} '
+                f'(set BENCH_RELEASE_MIRROR to a folder holding {repo.replace("/", "+")}/repo, '
+                f'a git clone that contains that commit)')
+
+
 @pytest.fixture
 def scan_dtypes(monkeypatch):
     """(decay dtype, state dtype) of every call of the torch backend's inner scan."""
