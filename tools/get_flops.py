@@ -1,7 +1,7 @@
 """Params (M) and MACs (G) of a whole detector or segmentor, as in the paper's tables.
 
     python tools/get_flops.py CONFIG [--shape H W]
-    python tools/get_flops.py --all [--out results/complexity.csv] [--force]
+    python tools/get_flops.py --all [--only 'GLOB' ...] [--out results/complexity.csv] [--force]
 
 Defaults follow the paper: a detector at 800x1280 (Table 2), a segmentor at 512x2048
 (Table 3). How it counts: backbones/analysis/complexity.py.
@@ -23,11 +23,19 @@ def main(argv=None):
                         help='CSV written by --all')
     parser.add_argument('--force', action='store_true',
                         help='with --all: re-measure configs that did not change')
+    parser.add_argument('--only', nargs='+', metavar='GLOB',
+                        help="with --all: measure only configs whose file name matches, e.g. "
+                             "'*cswin*'; the other rows are kept as they are")
     args = parser.parse_args(argv)
     if args.all == bool(args.config):
         parser.error('give either CONFIG or --all')
+    if args.only and not args.all:
+        parser.error('--only goes with --all')
     if args.all:
-        measure_all(args.out, args.shape, force=args.force)
+        try:
+            measure_all(args.out, args.shape, force=args.force, only=args.only)
+        except ValueError as err:
+            parser.error(str(err))
         return
     res = measure(args.config, args.shape)
     print(f'{osp.basename(args.config)}: Params {res["params_m"]} M, MACs {res["macs_g"]} G '

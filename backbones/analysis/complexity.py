@@ -18,11 +18,14 @@ the resolved model config without its pretrained-weights path, and the input sha
 clone anywhere reuses the committed rows.
 """
 import csv
+import fcntl
+import fnmatch
 import hashlib
 import io
 import json
 import os.path as osp
 import time
+from contextlib import contextmanager
 
 from ..engine.fileio import write_file_atomic
 from ..engine.launch import REPO, find_configs, load_config
@@ -126,32 +129,64 @@ def _write_rows(out, rows):
     write_file_atomic(buf.getvalue(), out)
 
 
-def measure_all(out, shape=None, force=False, log=print):
-    """Measure every model config into ``out`` (CSV, in config order). Rows of unchanged
-    configs are kept from a previous run unless ``force``. The file is rewritten after each
-    measurement with every row known so far (the previous rows of configs not reached yet
-    included), so an interrupted run loses nothing; rows of deleted configs are dropped."""
-    old = {}
-    if osp.isfile(out) and not force:
-        with open(out, newline='') as f:
-            old = {r['config']: r for r in csv.DictReader(f)}
+def _read_rows(out):
+    if not osp.isfile(out):
+        return {}
+    with open(out, newline='') as f:
+        return {r['config']: r for r in csv.DictReader(f)}
+
+
+@contextmanager
+def _locked(out):
+    """Serialise read-merge-write of ``out`` between processes (parallel --all / --only runs
+    would otherwise drop each other's new rows)."""
+    with open(out + '.lock', 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def measure_all(out, shape=None, force=False, log=print, only=None):
+    """Measure every model config (or those whose file name matches one of the glob patterns
+    ``only``) into ``out`` (CSV, in config order). Rows of unchanged configs are kept from a
+    previous run unless ``force``; rows of configs outside ``only`` are kept as they are. The
+    file is rewritten after each measurement, merged under a lock with what is on disk then
+    (so an interrupted run loses nothing and parallel runs keep each other's rows); rows of
+    deleted configs are dropped."""
+    old = {} if force else _read_rows(out)
     configs = find_configs(CONFIG_DIRS)
     names = [osp.basename(p) for p in configs]
-    table = {name: old[name] for name in names if name in old}
-    for i, (path, name) in enumerate(zip(configs, names), 1):
+    if only:
+        picked = [(p, n) for p, n in zip(configs, names)
+                  if any(fnmatch.fnmatch(n, pat) for pat in only)]
+        if not picked:
+            raise ValueError(f'no config matches {only}')
+    else:
+        picked = list(zip(configs, names))
+    measured = {}
+
+    def write():
+        with _locked(out):
+            table = {n: r for n, r in _read_rows(out).items() if n in names}
+            table.update(measured)
+            _write_rows(out, [table[n] for n in names if n in table])
+            return table
+
+    for i, (path, name) in enumerate(picked, 1):
         cfg, start = load_config(path), time.time()
         digest = config_digest(cfg)
         wanted = 'x'.join(map(str, shape or DEFAULT_SHAPE[cfg.default_scope]))
-        prev = table.get(name, {})
+        prev = old.get(name, {})
         if prev.get('config_digest') == digest and prev.get('shape') == wanted:
-            log(f'[get_flops {i}/{len(configs)}] {name}: unchanged, '
+            log(f'[get_flops {i}/{len(picked)}] {name}: unchanged, '
                 f"{prev['params_m']}M params, {prev['macs_g']}G MACs")
             continue
-        table[name] = dict(config=name, config_digest=digest, **measure(path, shape))
-        log(f'[get_flops {i}/{len(configs)}] {name}: {table[name]["params_m"]}M params, '
-            f'{table[name]["macs_g"]}G MACs at {table[name]["shape"]} '
+        measured[name] = dict(config=name, config_digest=digest, **measure(path, shape))
+        log(f'[get_flops {i}/{len(picked)}] {name}: {measured[name]["params_m"]}M params, '
+            f'{measured[name]["macs_g"]}G MACs at {measured[name]["shape"]} '
             f'({time.time() - start:.0f}s)')
-        _write_rows(out, [table[n] for n in names if n in table])
-    rows = [table[n] for n in names]
-    _write_rows(out, rows)
-    return rows
+        write()
+    table = write()
+    return [table[n] for n in names if n in table]
