@@ -6,6 +6,7 @@ decorator that registers them. Shared layers live in :mod:`backbones.layers`, op
 """
 from .base import DenseBackbone
 from .efficientvmamba import *  # noqa: F401,F403
+from .hornet import *  # noqa: F401,F403
 from .localvmamba import *  # noqa: F401,F403
 from .mambaout import *  # noqa: F401,F403
 from .plainmamba import *  # noqa: F401,F403
