@@ -3,7 +3,7 @@
 import torch
 
 from ..models import backbone_class
-from .checkpoint import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
+from .checkpoint import load_state_dict_strict, unwrap_state_dict
 from .fileio import write_file_atomic
 
 
@@ -12,7 +12,8 @@ def convert_checkpoint(src, dst, backbone, arch, prefix=None, extra_args=None):
     strict load into a freshly built backbone, and write ``dst`` atomically as
     ``{'state_dict': ...}``; return (number of tensors, number of parameters)."""
     cls = backbone_class(backbone)
-    state_dict = unwrap_state_dict(load_checkpoint_file(src), prefix=prefix)
+    # the class's own reader: it knows its release's containers (e.g. CSWin's EMA weights)
+    state_dict = unwrap_state_dict(cls.read_checkpoint(src), prefix=prefix)
     converted = dict(cls.convert_pretrained(state_dict))
 
     model = cls(arch=arch, **(extra_args or {}))

@@ -5,6 +5,7 @@ decorator that registers them. Shared layers live in :mod:`backbones.layers`, op
 (selective scan, scan routes) in :mod:`backbones.ops`.
 """
 from .base import DenseBackbone
+from .cswin import *  # noqa: F401,F403
 from .efficientvmamba import *  # noqa: F401,F403
 from .hornet import *  # noqa: F401,F403
 from .localvmamba import *  # noqa: F401,F403
