@@ -8,6 +8,7 @@ from .base import DenseBackbone
 from .cswin import *  # noqa: F401,F403
 from .efficientvmamba import *  # noqa: F401,F403
 from .hornet import *  # noqa: F401,F403
+from .internimage import *  # noqa: F401,F403
 from .localvmamba import *  # noqa: F401,F403
 from .mambaout import *  # noqa: F401,F403
 from .plainmamba import *  # noqa: F401,F403

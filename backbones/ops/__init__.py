@@ -1,5 +1,7 @@
-"""Operators of the SSM backbones: the selective scan (one module per backend, one reference)
-and the scan routes that turn a 2-D map into the sequences it scans."""
+"""Operators of the backbones: the selective scan (one module per backend, one reference), the
+scan routes that turn a 2-D map into the sequences it scans, and InternImage's deformable
+convolution DCNv3 (pure PyTorch)."""
+from .dcnv3 import DCNv3, dcnv3
 from .routes import SCAN_ROUTES, ScanRoute, get_scan_route, register_scan_route
 from .selective_scan import (
                              available_backends,
@@ -13,7 +15,7 @@ from .selective_scan import (
                              selective_scan_torch,
 )
 
-__all__ = ['SCAN_ROUTES', 'ScanRoute', 'get_scan_route', 'register_scan_route',
+__all__ = ['DCNv3', 'dcnv3', 'SCAN_ROUTES', 'ScanRoute', 'get_scan_route', 'register_scan_route',
            'available_backends', 'backend_names', 'counting_scans', 'register_scan_backend',
            'fuses_routes', 'resolve_backend', 'selective_scan', 'selective_scan_routed',
            'selective_scan_torch']
