@@ -7,6 +7,7 @@ decorator that registers them. Shared layers live in :mod:`backbones.layers`, op
 from .base import DenseBackbone
 from .cswin import *  # noqa: F401,F403
 from .efficientvmamba import *  # noqa: F401,F403
+from .focal_transformer import *  # noqa: F401,F403
 from .hornet import *  # noqa: F401,F403
 from .internimage import *  # noqa: F401,F403
 from .localvmamba import *  # noqa: F401,F403
