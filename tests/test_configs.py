@@ -13,10 +13,11 @@ from mmengine.registry import DefaultScope
 
 from conftest import REPO, run_tool, toy_options
 
+# release/: evaluation-only configs of released checkpoints (tests/test_releases.py)
 DET = sorted(p for p in glob.glob(osp.join(REPO, 'det_configs', '**', '*.py'), recursive=True)
-             if '_base_' not in p)
+             if not {'_base_', 'release'} & set(p.split(osp.sep)))
 SEG = sorted(p for p in glob.glob(osp.join(REPO, 'seg_configs', '**', '*.py'), recursive=True)
-             if '_base_' not in p)
+             if not {'_base_', 'release'} & set(p.split(osp.sep)))
 
 # backbone short name in the file name -> (type, arch, drop_path_rate (or {task: rate}),
 # out channels). Sources: each row's release (comments in the config files).
@@ -41,6 +42,25 @@ BACKBONES = {
     'plainmamba-l1': ('PlainMamba', 'l1', 0.1, [192] * 4),
     'plainmamba-l2': ('PlainMamba', 'l2', 0.2, [384] * 4),
     'plainmamba-l3': ('PlainMamba', 'l3', 0.3, [448] * 4),
+    'internimage-t': ('InternImage', 'tiny', 0.2, [64, 128, 256, 512]),
+    'internimage-s': ('InternImage', 'small', 0.3, [80, 160, 320, 640]),
+    'internimage-b': ('InternImage', 'base', 0.4, [112, 224, 448, 896]),
+    'uniformer-s': ('UniFormer', 'small', {'det': 0.2, 'seg': 0.25}, [64, 128, 320, 512]),
+    'uniformer-b': ('UniFormer', 'base', {'det': 0.3, 'seg': 0.4}, [64, 128, 320, 512]),
+    # Focal Transformer (useconv): Swin's det / seg drop paths (no dense code released)
+    'focal-t': ('FocalTransformer', 'tiny-useconv', {'det': 0.2, 'seg': 0.3},
+                [96, 192, 384, 768]),
+    'focal-s': ('FocalTransformer', 'small-useconv', {'det': 0.2, 'seg': 0.3},
+                [96, 192, 384, 768]),
+    'focal-b': ('FocalTransformer', 'base-useconv', 0.3, [128, 256, 512, 1024]),
+    # CSWin: the release's UperNet drop paths, also for det (no det config released)
+    'cswin-t': ('CSWin', 'tiny', 0.3, [64, 128, 256, 512]),
+    'cswin-s': ('CSWin', 'small', 0.4, [64, 128, 256, 512]),
+    'cswin-b': ('CSWin', 'base', 0.6, [96, 192, 384, 768]),
+    # HorNet (GF): seg drop paths of its UperNet configs, det of its Cascade 3x configs
+    'hornet-t-gf': ('HorNet', 'tiny-gf', 0.4, [64, 128, 256, 512]),
+    'hornet-s-gf': ('HorNet', 'small-gf', {'det': 0.6, 'seg': 0.3}, [96, 192, 384, 768]),
+    'hornet-b-gf': ('HorNet', 'base-gf', {'det': 0.7, 'seg': 0.5}, [128, 256, 512, 1024]),
 }
 # SSM backbones: their toy runs use the torch scan (no compiled kernel on CI machines)
 SSM_TYPES = {'VMamba', 'LocalVMamba', 'EfficientVMamba', 'PlainMamba'}
@@ -52,7 +72,9 @@ AUX_INDEX = {'PlainMamba': 3}
 # `pytest -m checklist`, the release checklist)
 NOT_TRAINED = {'mambaout-t', 'mambaout-s', 'mambaout-b', 'vmamba-s', 'vmamba-b', 'vmamba-v2-s',
                'vmamba-v2-b', 'localvmamba-s', 'plainmamba-l2', 'plainmamba-l3',
-               'localvmamba-t-vfix', 'localvmamba-s-vfix'}
+               'localvmamba-t-vfix', 'localvmamba-s-vfix', 'uniformer-b', 'focal-s',
+               'focal-b', 'cswin-s', 'cswin-b', 'internimage-s', 'internimage-b',
+               'hornet-s-gf', 'hornet-b-gf'}
 # backbones above that sit in one table only: short name -> 'det' | 'seg' (default: both)
 ONE_TASK = {}
 C96, C128, C64 = [96, 192, 384, 768], [128, 256, 512, 1024], [64, 128, 320, 512]
@@ -87,16 +109,25 @@ TIMM = {
 TIMM_EXTRA = {'focalnet': dict(focal_windows=[9, 9, 9, 9], pad_pretrained_kernels=True)}
 # (task, family) -> (lr, weight decay) where the row's own recipe differs from the base
 OPTIM = {('det', 'pvtv2'): (2e-4, 1e-4), ('seg', 'convnext'): (1e-4, 0.05),
-         ('seg', 'swin'): (6e-5, 0.01), ('seg', 'twins'): (6e-5, 0.01)}
+         ('seg', 'swin'): (6e-5, 0.01), ('seg', 'twins'): (6e-5, 0.01),
+         ('seg', 'InternImage'): (6e-5, 0.05),  # non-timm rows: keyed by backbone type
+         ('seg', 'HorNet'): (1e-4, 0.05)}
 # One family member trains on toy data per family and task (the others differ from it in
 # size only; every config builds and is counted): the smallest.
 TRAINS = {'convnext-t', 'focalnet-t-lrf', 'swin-t', 'pvtv2-b2', 'twins-svt-s', 'convformer-s18',
           'caformer-s18'}
+# det backbones whose release decays biases and the 'pos_embed' convs of its blocks
+DET_DECAYS_BIAS_AND_POS_CONV = {'UniFormer'}
+# seg backbones whose release trains with its own stage-wise lr decay: type -> constructor
+# (no weight decay on 1-D parameters, norms included; checked in tests/test_hornet.py)
+SEG_LR_DECAY = {'HorNet': 'HorNetLayerDecayOptimWrapperConstructor'}
 DET_RECIPE = dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, epochs=12, warmup_iters=1000,
                   warmup_start=0.001, milestones=[8, 11], gamma=0.1, per_gpu_batch=2,
                   gpus=8, scale=(1333, 800))
 SEG_RECIPE = dict(lr={'MambaOut': 1e-4, 'VMamba': 6e-5, 'TimmBackbone': 1e-4,
-                      'LocalVMamba': 6e-5, 'EfficientVMamba': 6e-5, 'PlainMamba': 6e-5},
+                      'LocalVMamba': 6e-5, 'EfficientVMamba': 6e-5, 'PlainMamba': 6e-5,
+                      'UniFormer': 6e-5, 'FocalTransformer': 6e-5, 'CSWin': 6e-5,
+                      'InternImage': 6e-5, 'HorNet': 1e-4},
                   weight_decay=0.01, warmup_iters=1500, iters=160000, per_gpu_batch=2, gpus=8,
                   val_interval=16000, crop=(512, 512),
                   tta_ratios=[0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
@@ -124,8 +155,8 @@ def _backbone(path):
 def _optim(path, lr, weight_decay):
     """(lr, weight decay) expected for ``path``: the base's unless its row's recipe differs."""
     name = _short_name(path)
-    return OPTIM.get((_task(path), TIMM[name][0]), (lr, weight_decay)) if name in TIMM \
-        else (lr, weight_decay)
+    family = TIMM[name][0] if name in TIMM else BACKBONES[name][0]
+    return OPTIM.get((_task(path), family), (lr, weight_decay))
 
 
 def _pipeline_scale(pipeline, kind):
@@ -179,8 +210,11 @@ def test_det_recipe(path):
     assert (opt.type, opt.lr, tuple(opt.betas), opt.weight_decay) == \
         ('AdamW', lr, r['betas'], weight_decay)
     pw = cfg.optim_wrapper.paramwise_cfg
-    assert pw.norm_decay_mult == 0 and pw.bias_decay_mult == 0
+    # UniFormer's det release decays biases and its blocks' pos_embed (depthwise convs)
+    decays = kind in DET_DECAYS_BIAS_AND_POS_CONV
+    assert pw.norm_decay_mult == 0 and pw.bias_decay_mult == (1.0 if decays else 0)
     assert all(pw.custom_keys[k].decay_mult == 0 for k in ('pos_embed', 'absolute_pos_embed'))
+    assert ('.pos_embed.' in pw.custom_keys) == decays
     assert cfg.train_cfg.type == 'EpochBasedTrainLoop' and cfg.train_cfg.max_epochs == r['epochs']
     warmup, step = cfg.param_scheduler
     assert (warmup.type, warmup.by_epoch, warmup.end, warmup.start_factor) == \
@@ -209,7 +243,10 @@ def test_seg_recipe(path):
     opt = cfg.optim_wrapper.optimizer
     assert (opt.type, opt.lr, opt.weight_decay) == \
         ('AdamW', *_optim(path, r['lr'][kind], r['weight_decay']))
-    assert cfg.optim_wrapper.paramwise_cfg.norm_decay_mult == 0
+    if kind in SEG_LR_DECAY:
+        assert cfg.optim_wrapper.constructor == SEG_LR_DECAY[kind]
+    else:
+        assert cfg.optim_wrapper.paramwise_cfg.norm_decay_mult == 0
     assert cfg.train_cfg.type == 'IterBasedTrainLoop' and cfg.train_cfg.max_iters == r['iters']
     assert cfg.train_cfg.val_interval == r['val_interval']
     warmup, poly = cfg.param_scheduler
