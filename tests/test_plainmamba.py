@@ -1,4 +1,4 @@
-"""PlainMamba backbone and PlainMamba-Adapter (backbones/plainmamba.py, plainmamba_adapter.py).
+"""PlainMamba backbone and PlainMamba-Adapter (backbones/models/plainmamba.py, vit_adapter.py).
 
 Reference values come from outside the code under test: the official release
 (github.com/ChenhongyiYang/PlainMamba @ 0975a1d: plain_mamba.py, plain_mamba_layer.py,

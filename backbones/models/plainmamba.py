@@ -19,7 +19,8 @@ BMVC 2024, https://arxiv.org/abs/2403.17695); release github.com/ChenhongyiYang/
   ``ln1``), all at stride 16;
 * detection (``adapter=dict(...)``): the release's PlainMamba-Adapter, a ViT-Adapter with
   multi-scale deformable attention around the same layer groups
-  (:mod:`backbones.models.plainmamba_adapter`), giving strides 4/8/16/32 with a BatchNorm each
+  (:class:`backbones.models.vit_adapter.Adapter`, shared with ``ViTAdapter``), giving
+  strides 4/8/16/32 with a BatchNorm each
   (``final_norm=False`` there: no ``ln1``). One type for both tasks, so a row is one
   ``(type, arch)``.
 
@@ -56,6 +57,7 @@ from ..layers import LayerNorm, run_blocks
 from ..ops import ScanRoute, backend_names, get_scan_route, register_scan_route, selective_scan
 from .base import DenseBackbone, check_common_args
 from .registry import register_backbone
+from .vit_adapter import Adapter
 
 __all__ = ['PlainMamba', 'PlainMamba2D', 'ZigZagScan', 'resize_pos_embed']
 
@@ -261,7 +263,7 @@ class PlainMamba(DenseBackbone):
         scan_backend (str): selective-scan backend (``auto``, ``torch``, ``mamba_ssm``,
             ``triton``); an unavailable one falls back to torch.
         adapter (dict, optional): build the detection form: the keyword arguments of
-            :class:`backbones.models.plainmamba_adapter.ViTAdapter` (release: ``conv_inplane=64,
+            :class:`backbones.models.vit_adapter.Adapter` (release: ``conv_inplane=64,
             deform_num_heads=6`` (L3: 8), ``n_points=4, cffn_ratio=0.25,
             deform_ratio=1.0``); ``out_indices`` then pick strides 4/8/16/32.
         frozen_stages (int): freeze the stem (and the adapter's spatial prior module), the
@@ -314,11 +316,10 @@ class PlainMamba(DenseBackbone):
             self.adapter = None
             self._build_out_norms((dim,) * self.num_stages, lambda c: LayerNorm(c, eps=1e-6))
         else:
-            # the release passes its maximum drop_path_rate to every ConvFFN
-            # imported here: the adapter needs mmcv's compiled ops package, which a
-            # segmentation-only or GPU-check environment may not have yet
-            from .plainmamba_adapter import ViTAdapter
-            self.adapter = ViTAdapter(dim, self.num_stages, drop_path_rate, **adapter)
+            # the release passes its maximum drop_path_rate to every ConvFFN (building it
+            # needs mmcv's ops: the adapter imports them then, not at import time)
+            self.adapter = Adapter(dim, self.num_stages, drop_path_rate,
+                                   in_channels=in_channels, **adapter)
             self._build_out_norms((dim,) * self.num_stages, nn.SyncBatchNorm)
             # no final norm: an ImageNet checkpoint's ln1 is dropped, not loaded into a BN
             self.convert_pretrained = partial(type(self).convert_pretrained, final_norm=False)
