@@ -13,6 +13,7 @@ from .internimage import *  # noqa: F401,F403
 from .localvmamba import *  # noqa: F401,F403
 from .mambaout import *  # noqa: F401,F403
 from .plainmamba import *  # noqa: F401,F403
+from .sgformer import *  # noqa: F401,F403
 from .timm_backbone import *  # noqa: F401,F403
 from .uniformer import *  # noqa: F401,F403
 from .vit_adapter import *  # noqa: F401,F403
