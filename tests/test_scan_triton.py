@@ -8,6 +8,7 @@ usually imported it already (``import backbones`` does). So on a CPU machine
 they skip here; ``TRITON_INTERPRET=1 pytest tests/test_scan_triton.py`` runs them in-process.
 Every kernel result is checked against the float64 step reference, gradients included.
 """
+import json
 import logging
 import os
 import subprocess
@@ -100,9 +101,11 @@ def check_against_reference(ins, tol=1e-4, grad_tol=None, **kw):
 # ---- the kernels against the step reference -----------------------------------------------
 @kernels
 @pytest.mark.parametrize('N,K,dg,L,block_l', [
-    (16, 4, 2, 129, 32),    # VMamba V0's d_state, K=4 routes, 5 tiles (the last one partial)
-    (16, 1, 3, 37, 16),     # d_state 16, one group, channels not a power of two
-    (1, 4, 3, 129, 16),     # VMamba V2's d_state, 9 tiles
+    (16, 2, 3, 129, 32),    # VMamba V0's d_state, 2 groups of 3 channels, 5 tiles (the last
+                            # one partial), a program's 4 channels only partly used
+    (1, 4, 3, 129, 16),     # VMamba V2's d_state, K=4 routes, 9 tiles
+    (4, 1, 4, 37, 16),      # full blocks of 4 channels: 2 full tiles without masks, then a
+                            # tile with a partial run and a missing one
     (1, 1, 2, 37, None),    # d_state 1, the default tile (one tile)
     (3, 2, 2, 1, None),     # a single token, d_state not a power of two
 ])
@@ -132,7 +135,7 @@ def test_kernel_three_dim_B_and_C():
 def test_kernel_low_precision_inputs(dtype, N):
     """fp16 / bf16 inputs, fp32 state and output: exact up to fp32 rounding on the same
     (rounded) input values; the gradients come back in the input dtype."""
-    ins = make_inputs(K=2, dg=2, N=N, L=37, dtype=dtype)
+    ins = make_inputs(K=1, dg=4, N=N, L=37, dtype=dtype)  # full tiles and a masked one
     check_against_reference(ins, tol=1e-4, grad_tol=1e-2, delta_softplus=True, block_l=16)
 
 
@@ -167,49 +170,43 @@ def test_kernel_dispatch_and_auto(log_records):
 
 
 @kernels
-def test_kernel_memory_is_inputs_and_chunk_states():
-    """Saved for backward: the inputs and one fp32 state per tile, (b, D, ceil(L / T), N);
-    nothing of size (b, D, N, L). No grad: nothing saved."""
-    b, d, L, N, T = 1, 4, 70, 16, 16
+def test_kernel_memory_is_inputs_and_run_states():
+    """Saved for backward: the inputs and one fp32 state per lane's run of T tokens,
+    (b, D, ceil(L / T), N) with T = 16 by default; nothing of size (b, D, N, L). No grad:
+    nothing saved."""
+    b, d, L, N = 1, 4, 70, 16
     ins = make_inputs(K=2, dg=2, L=L, N=N)
-    y = scan_triton.selective_scan_triton(**ins, delta_softplus=True, block_l=T)
+    _, vec, q = scan_triton.layout([torch.float32])
+    assert vec * q == 16
+    y = scan_triton.selective_scan_triton(**ins, delta_softplus=True)
     saved = [t for t in y.grad_fn.saved_tensors if t is not None]
     assert [tuple(t.shape) for t in saved if t.dtype == torch.float32 and t.dim() == 4
-            and t.shape[1] == d] == [(b, d, -(-L // T), N)]
+            and t.shape[1] == d] == [(b, d, -(-L // 16), N)]
     assert max(t.numel() for t in saved) < b * d * N * L
     with torch.no_grad():
-        assert scan_triton.selective_scan_triton(**ins, block_l=T).grad_fn is None
-
-
-def compile_for_sm90(kernel, N, routed, dtype, block_d, num_warps, **flags):
-    """Compile ``kernel`` ahead of time for an H100 / H200 (sm_90): triton's bundled ptxas
-    needs no GPU, so this checks on any machine what the interpreter cannot (types,
-    layouts, lowering). Returns the compiled kernel."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    block_n, block_l = scan_triton._tile(N, 67200)
-    consts = dict(HAS_D=True, HAS_BIAS=True, SOFTPLUS=True, ROUTED=routed, BLOCK_D=block_d,
-                  BLOCK_N=block_n, BLOCK_L=block_l, **flags)
-    inputs = ('u_ptr', 'dt_ptr', 'b_ptr', 'c_ptr', 'gdt_ptr')
-    signature = {name: 'constexpr' if name in consts else
-                 ('*i64' if name == 'index_ptr' else f'*{dtype}' if name in inputs else '*fp32')
-                 if name.endswith('_ptr') else 'i32' for name in kernel.arg_names}
-    return triton.compile(ASTSource(kernel, signature, constexprs=consts),
-                          target=GPUTarget('cuda', 90, 32), options=dict(num_warps=num_warps))
+        assert scan_triton.selective_scan_triton(**ins).grad_fn is None
 
 
 @pytest.mark.skipif(not HAS_TRITON or INTERPRETED, reason='needs triton in compiled mode')
-@pytest.mark.parametrize('N,routed,dtype', [(16, False, 'fp32'), (1, True, 'bf16')])
-def test_kernels_compile_for_sm90(N, routed, dtype):
-    """Both kernels at VMamba's d_states, plain and routed, as the launchers configure them."""
-    bn, bl = scan_triton._tile(N, 67200)
-    bwd_block_d = max(1, scan_triton.BWD_TILE_ELEMENTS // (bn * bl))
-    for kernel, block_d, warps, flags in [
-            (scan_triton._scan_fwd_kernel, 1, scan_triton.NUM_WARPS, dict(SAVE_STATES=True)),
-            (scan_triton._scan_bwd_kernel, bwd_block_d, scan_triton.NUM_WARPS_BWD, {})]:
-        compiled = compile_for_sm90(kernel, N, routed, dtype, block_d, warps, **flags)
-        assert compiled.asm.get('cubin'), kernel
+def test_kernels_compile_for_sm90():
+    """Every kernel of a routed backward (the route copies, shared and per route, the scan
+    backward, the merges) as the launchers call them at V2-T stage 1 with bf16 inputs,
+    compiled ahead of time for sm_90 with Triton's bundled ptxas: no GPU needed to check
+    what the interpreter cannot (types, layouts, lowering). The forward kernels: test_sass."""
+    from backbones.benchmarks import sass
+    from backbones.benchmarks.scan import vmamba_scan_shape
+    shape = vmamba_scan_shape('v2-tiny', 1, (800, 1344), 2)
+    recs = sass.launches(scan_triton, shape, torch.bfloat16, 'bwd', get_scan_route('cross2d'),
+                         (200, 336))
+    assert {sass.kernel_name(k) for k, *_ in recs} == {
+        'route_gather_kernel', 'scan_bwd_kernel', 'route_scatter_kernel'}
+    done = set()
+    for kernel, _, args, kwargs in recs:
+        key = (sass.kernel_name(kernel), str(sass._specialise(kernel, args, kwargs)))
+        if key not in done:
+            done.add(key)
+            compiled, log, _ = sass.compile_sm90(kernel, args, kwargs)
+            assert compiled.asm.get('cubin') and '0 bytes spill stores' in log, key
 
 
 # ---- fused routes -------------------------------------------------------------------------
@@ -241,10 +238,18 @@ def unfused_routed_scan(route, H, W, fn=reference_scan):
 
 
 @kernels
-@pytest.mark.parametrize('name,N', [('cross2d', 16), ('cross2d', 1), ('raster', 4),
-                                    ('raster_bidir', 4)])
-def test_kernel_routed_equals_unfused(name, N):
-    route, H, W = get_scan_route(name), 5, 7
+@pytest.mark.parametrize('name,N,H,W', [
+    ('cross2d', 16, 5, 7), ('cross2d', 1, 5, 7), ('raster', 4, 5, 7),
+    ('raster_bidir', 4, 5, 7),
+    ('atrous2x2', 2, 4, 6),  # EfficientVMamba: routes split the map (-1 in the inverse)
+    ('zigzag4', 1, 5, 7),    # PlainMamba: row and column snakes
+    ('local_v', 2, 5, 7),    # LocalVMamba: column-major windows
+])
+def test_kernel_routed_equals_unfused(name, N, H, W):
+    """The routed path (tile copies through the inverse map, transposed for column routes,
+    the scan, the merge) equals route.scan -> float64 step loop -> route.merge, output and
+    every gradient."""
+    route = get_scan_route(name)
     ins = routed_inputs(route, N=N, H=H, W=W)
     gy = torch.randn(1, 2, H * W, generator=torch.Generator().manual_seed(1)).to(DEVICE)
     index = route.index(H, W, DEVICE)
@@ -300,6 +305,58 @@ def test_kernel_ss2d_fused_equals_unfused(version, monkeypatch):
     names = ['x'] + [n for n, _ in fused.named_parameters()]
     for name, g_fused, g_unfused in zip(names, grads[1], grads[0]):
         assert_close_scaled(g_fused, g_unfused, 1e-5, f'grad of {name}')
+
+
+def test_route_plan_transposes_column_routes():
+    """Per route, whether its scan order runs down the map's columns (tiles are transposed
+    there so both sides of the copy are coalesced); the inverse map marks unvisited cells."""
+    plans = {name: scan_triton._RoutePlan(get_scan_route(name).index(6, 10), 60)
+             for name in ('cross2d', 'raster', 'atrous2x2', 'zigzag4', 'local_v')}
+    assert plans['cross2d'].trans.tolist() == [0, 1, 0, 1]
+    assert plans['raster'].trans.tolist() == [0] and plans['local_v'].trans.tolist() == [1]
+    assert plans['zigzag4'].trans.tolist() == [0, 0, 1, 1]
+    inv = plans['atrous2x2'].inv
+    assert inv.dtype == torch.int32 and ((inv >= 0).sum(0) == 1).all()  # a partition
+    assert (plans['cross2d'].H, plans['cross2d'].W) == (6, 10)
+    # a map the routes did not make (no map_shape) is taken as one row: still correct
+    assert (scan_triton._RoutePlan(torch.arange(12)[None], 12).H) == 1
+
+
+def scan_record(path, device_name, ms):
+    """A ``scan`` record of tools/benchmark.py with stage-1 fwd+bwd times per backend."""
+    rows = [{'stage': 1, 'backends': {k: {'fwdbwd_ms': v} for k, v in ms.items()}},
+            {'stage': 3, 'backends': {k: {'fwdbwd_ms': 1.0} for k in ms}}]
+    path.write_text(json.dumps({'benchmark': 'scan', 'device': f'cuda: {device_name}',
+                                'results': rows}))
+
+
+def test_auto_follows_a_recorded_measurement(tmp_path, monkeypatch, log_records):
+    """On a GPU with a recorded scan measurement 'auto' takes the measured-fastest backend
+    that runs (mamba_ssm when it is installed and faster), and says why, once."""
+    dispatch = sys.modules['backbones.ops.selective_scan']
+    monkeypatch.setattr(dispatch, 'RECORDS', str(tmp_path))
+    monkeypatch.setattr(dispatch, '_measured', {})
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda device=None: 'NVIDIA H200')
+    runs = dispatch.ScanBackend('x', None, lambda device: None)
+    for name in ('triton', 'mamba_ssm'):
+        monkeypatch.setitem(dispatch._BACKENDS, name, dispatch.ScanBackend(
+            name, dispatch._BACKENDS[name].fn, runs.unavailable))
+    assert resolve_backend('auto', 'cuda:0') == AUTO_ORDER[0] == 'triton'  # no record
+    assert any('default order, no scan measurement' in m for m in log_records)
+    monkeypatch.setattr(dispatch, '_measured', {})
+    scan_record(tmp_path / 'scan_v0-tiny_cuda.json', 'NVIDIA H200',
+                {'torch': 650.0, 'triton': 9.0, 'mamba_ssm': 6.5})
+    scan_record(tmp_path / 'scan_other_gpu.json', 'NVIDIA A100', {'torch': 1.0, 'triton': 0.1})
+    assert resolve_backend('auto', 'cuda:0') == 'mamba_ssm'
+    assert any("backend 'mamba_ssm' (requested 'auto'; measured on NVIDIA H200: mamba_ssm"
+               in m and 'scan_v0-tiny_cuda.json' in m for m in log_records)
+    n = len(log_records)
+    resolve_backend('auto', 'cuda:0')
+    assert len(log_records) == n  # once
+    # not installed here: the next fastest that runs
+    monkeypatch.setitem(dispatch._BACKENDS, 'mamba_ssm', dispatch.ScanBackend(
+        'mamba_ssm', None, lambda device: 'mamba_ssm is not importable'))
+    assert resolve_backend('auto', 'cuda:0') == 'triton'
 
 
 def test_ss2d_fuses_only_for_triton_outside_flop_counts():

@@ -2,24 +2,31 @@
 # Every GPU check of the suite in one run, all results in one folder.
 #
 #   bash tools/gpu_check.sh [--out DIR] [--wheels DIR] [--with-mmcv [--parallel-mmcv]]
-#       [--part all|core|train] [--budget SECONDS] [--archive FILE.tgz] [--dry-run]
+#       [--part all|stage1|core|train] [--budget SECONDS] [--archive FILE.tgz] [--dry-run]
 #   bash tools/gpu_check.sh --download-wheels DIR      # beforehand, on a machine with network
 #
-# Meant for a fresh GPU machine with this repo and torch, triton, timm, scipy, matplotlib,
-# opencv(-headless) and pytest (the H200 image has them), but no network and no mmengine /
-# mmdet / mmseg / mmcv. --wheels DIR installs the missing ones offline and without their
-# dependencies (pip install --no-index --no-deps --find-links DIR NAME ...: mmengine asks for
-# opencv-python, which the image has as opencv-python-headless). Fill DIR beforehand, on a
-# networked machine, with --download-wheels DIR, which runs
+# Meant for a bare GPU machine: torch, triton and timm, no network, no rich, cv2, pytest,
+# ninja or setuptools < 81; everything else travels with the source tree (64 MiB at most).
+#
+# Stage 1 (step stage1, at most 4 minutes on the GPU) needs nothing but torch, triton, timm
+# and this tree: tools/gpu_stage1.py checks every scan backend on CUDA against the float64
+# reference, times every backend and variant at VMamba-T stage 1 with the floor, the ratios
+# and the proxy's estimate (results/benchmarks/sass.json) beside each time, and times the
+# backbones (fp16 fwd+bwd) against MambaOut-T                              -> stage1.json
+#
+# Later stages need the suite's pure-Python wheels (--wheels DIR installs them offline and
+# without their dependencies: pip install --no-index --no-deps --find-links DIR NAME ...).
+# Fill DIR beforehand, on a networked machine, with --download-wheels DIR, which runs
 #
 #   python -m pip download -d DIR --no-deps --only-binary=:all: --python-version 3.12 \
 #       --implementation cp --platform manylinux_2_28_x86_64 ... NAME ...   # every wheel
 #   python -m pip download -d DIR --no-deps --no-build-isolation --no-binary :all: \
 #       mmcv==2.1.0          # the sdist (its metadata needs setuptools<81 and torch here)
 #
-# (GPU_PYTHON_VERSION=3.X for another Python on the GPU machine; about 10 MB in all).
+# (GPU_PYTHON_VERSION=3.X for another Python on the GPU machine; about 13 MB in all).
 #
 # Steps, each under a time limit; a failed step is recorded and the next one runs:
+#   stage1    tools/gpu_stage1.py (above)                                      -> stage1.json
 #   wheels    offline install of the wheels (with --wheels)
 #   env       the environment report (incl. whether Triton kernels compile) -> env.json
 #   tests     pytest tests/test_selective_scan.py tests/test_scan_triton.py on CUDA: compiled
@@ -40,33 +47,39 @@
 #             vary), with the per-iteration diagnostics and step profiles: Mask R-CNN
 #             MambaOut-T (cuDNN default / benchmark / off) and VMamba-V2-T (default), UperNet
 #             VMamba-V2-T (default / benchmark)                                -> benchmarks/
-# Estimated on one H200 (NOT yet timed there): core (env .. backbone) 4-8 minutes, train
-# part (wheels, mmcv, toy, train-*) 7-9 minutes. A device command may run 10 minutes at most:
-# run --part core and --part train --with-mmcv as two commands, or give --budget (seconds;
-# steps that would start past it are skipped, a running one is cut at it).
+# Estimated on one H200 (NOT yet timed there): stage 1 2-4 minutes, the rest of core 4-8
+# minutes, train part (wheels, mmcv, toy, train-*) 7-9 minutes. A device command may run 10
+# minutes at most: run --part stage1 first, then --part core / --part train --with-mmcv, or
+# give --budget (seconds; steps that would start past it are skipped, a running one is cut
+# at it).
 #
-# --part core: wheels, env, tests, scan-*, backbone; --part train: wheels, then (with
-# --with-mmcv) mmcv, toy, train-*; --part all (default): both. --parallel-mmcv (with --part
-# all) builds mmcv in the background while the core steps run (MAX_JOBS=12 unless set: the
-# GPU benchmarks keep 4 of the 16 cores; their records note nothing of it, summary.json
-# does), so that everything may fit one 10-minute command (estimated 9-12 minutes instead
-# of 11-17: give --budget).
+# --part stage1: stage 1 only; --part core: stage1, wheels, env, tests, scan-*, backbone;
+# --part train: wheels, then (with --with-mmcv) mmcv, toy, train-*; --part all (default):
+# both. --parallel-mmcv (with --part all) builds mmcv in the background while the core
+# steps run (MAX_JOBS=12 unless set: the GPU benchmarks keep 4 of the 16 cores; their
+# records note nothing of it, summary.json does), so that everything may fit one 10-minute
+# command (estimated 9-12 minutes instead of 11-17: give --budget).
 #
 # Output (DIR, default gpu_check_out/): summary.json (every step: command, status ok | failed
-# | timeout | dry-run | skipped, seconds), logs/<step>.log, env.json, tests.xml,
+# | timeout | dry-run | skipped, seconds; and carry: the bytes of the tree the checks travel
+# with, which must stay under 64 MiB), logs/<step>.log, stage1.json, env.json, tests.xml,
 # benchmarks/*_cuda.json (named apart from the committed CPU records of results/benchmarks/,
 # beside which they can be copied); --archive FILE.tgz also packs DIR into one file. Exit
 # status 1 when a step failed.
 #
 # --dry-run (CPU machines, tested in CI): parses the arguments, makes the folder, prints and
-# records every step's command and runs only the cheap ones (env, toy).
+# records every step's command and runs only the cheap ones (env, toy; with --part stage1,
+# stage 1 on CPU at tiny sizes).
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # the GPU image has python3 only; a CPU checkout usually runs python from its venv
 PY=${PYTHON:-$(command -v python3 || echo python)}
 # what the GPU image lacks, dependencies included (installed with --no-deps)
-BASE_REQS=(mmengine==0.10.7 addict yapf platformdirs termcolor)
+# rich (and its pygments, markdown-it-py, mdurl) because mmengine imports it; pytest for
+# the tests step
+BASE_REQS=(mmengine==0.10.7 addict yapf platformdirs termcolor rich pygments markdown-it-py
+           mdurl pytest pluggy iniconfig)
 MMCV_REQS=(mmdet==3.3.0 mmsegmentation==1.2.2 pycocotools 'faster-coco-eval>=1.6,<2' shapely
            terminaltables prettytable wcwidth ftfy)
 GPU_PYTHON_VERSION=${GPU_PYTHON_VERSION:-3.12}
@@ -77,6 +90,7 @@ DET_VMAMBA=det_configs/mask-rcnn_vmamba-v2-t_fpn_8xb2-amp-1x_coco.py
 SEG_VMAMBA=seg_configs/upernet_vmamba-v2-t_8xb2-amp-160k_ade20k-512x512.py
 
 usage() { sed -n '4,6p' "${BASH_SOURCE[0]}" | sed 's/^# *//'; }
+CARRY_LIMIT=$((64 * 1024 * 1024))
 die() { echo "gpu_check: $*" >&2; usage >&2; exit 2; }
 
 OUT=gpu_check_out WHEELS='' WITH_MMCV=0 DRY=0 DOWNLOAD='' PART=all BUDGET=0 ARCHIVE=''
@@ -90,7 +104,8 @@ while (($#)); do
     --with-mmcv) WITH_MMCV=1; shift ;;
     --parallel-mmcv) PARALLEL_MMCV=1; shift ;;
     --part)
-      [[ $# -ge 2 && $2 =~ ^(all|core|train)$ ]] || die "--part needs all, core or train"
+      [[ $# -ge 2 && $2 =~ ^(all|stage1|core|train)$ ]] ||
+        die "--part needs all, stage1, core or train"
       PART=$2; shift 2 ;;
     --budget)
       [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || die "--budget needs a number of seconds"
@@ -181,6 +196,14 @@ bg_wait() {
 }
 
 BENCH=("$PY" tools/benchmark.py)
+stage1_step() {
+  # a dry run runs stage 1 (on CPU, tiny sizes) when it is the only part asked for
+  local dry=() cheap=0
+  ((DRY)) && dry=(--dry-run)
+  [[ $PART == stage1 ]] && cheap=1
+  step stage1 240 "$cheap" "$PY" tools/gpu_stage1.py --out "$OUT/stage1.json" "${dry[@]}"
+}
+
 core_steps() {
   local ENV_PY='import json, sys; from backbones.engine.env import collect_env; '\
 'json.dump(collect_env(), open(sys.argv[1], "w"), indent=2, default=str)'
@@ -228,17 +251,33 @@ train_steps() {
   train_step "$SEG_VMAMBA" 512 512x512 default benchmark
 }
 
+# what the checks travel with: the tracked tree (and the wheel folder), 64 MiB at most
+carry_bytes() {
+  local tree
+  tree=$(git -C "$REPO" ls-files -z 2>/dev/null | (cd "$REPO" && xargs -0 -r stat -c %s 2>/dev/null) |
+    awk '{s += $1} END {print s + 0}')
+  ((tree > 0)) || tree=$(du -sb --exclude=.git --exclude=.venv "$REPO" | cut -f1)
+  [[ -n $WHEELS ]] && tree=$((tree + $(du -sb "$WHEELS" | cut -f1)))
+  echo "$tree"
+}
+CARRY=$(carry_bytes)
+((CARRY <= CARRY_LIMIT)) ||
+  echo "[gpu_check] warning: the tree and wheels are $CARRY bytes, over 64 MiB" >&2
+
 reqs=("${BASE_REQS[@]}")
 ((WITH_MMCV)) && reqs+=("${MMCV_REQS[@]}")
-if [[ -n $WHEELS ]]; then
-  step wheels 300 0 "$PY" -m pip install --no-index --no-deps --find-links "$WHEELS" \
-    "${reqs[@]}"
-else
-  skip wheels 'no --wheels: using the packages installed'
+[[ $PART == train ]] || stage1_step
+if [[ $PART != stage1 ]]; then
+  if [[ -n $WHEELS ]]; then
+    step wheels 300 0 "$PY" -m pip install --no-index --no-deps --find-links "$WHEELS" \
+      "${reqs[@]}"
+  else
+    skip wheels 'no --wheels: using the packages installed'
+  fi
 fi
 ((PARALLEL_MMCV)) && bg_start mmcv 900 "${MMCV_CMD[@]}"
-[[ $PART == train ]] || core_steps
-if [[ $PART != core ]]; then
+[[ $PART == train || $PART == stage1 ]] || core_steps
+if [[ $PART == all || $PART == train ]]; then
   if ((WITH_MMCV)); then
     train_steps
   else
@@ -246,11 +285,12 @@ if [[ $PART != core ]]; then
   fi
 fi
 
-"$PY" - "$STEPS" "$OUT/summary.json" "$DRY" "$PART" <<'PY'
+"$PY" - "$STEPS" "$OUT/summary.json" "$DRY" "$PART" "$CARRY" "$CARRY_LIMIT" <<'PY'
 import json, sys
 rows = [line.rstrip('\n').split('\t', 3) for line in open(sys.argv[1])]
 steps = [dict(name=n, status=s, seconds=int(t), command=c) for n, s, t, c in rows]
-json.dump(dict(dry_run=sys.argv[3] == '1', part=sys.argv[4], steps=steps),
+json.dump(dict(dry_run=sys.argv[3] == '1', part=sys.argv[4], steps=steps,
+               carry=dict(bytes=int(sys.argv[5]), limit_bytes=int(sys.argv[6]))),
           open(sys.argv[2], 'w'), indent=2)
 PY
 rm -f "$STEPS"

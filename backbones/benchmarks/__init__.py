@@ -10,6 +10,7 @@ from .backbone import BackboneSpeed
 from .coco import CocoEval
 from .common import Benchmark, add_common_arguments, run_benchmark, select_device
 from .cp import ActivationCheckpointing
+from .sass import Sass
 from .scan import Scan
 from .throughput import Throughput
 
@@ -19,6 +20,7 @@ __all__ = ['BENCHMARKS', 'Benchmark', 'get_benchmark', 'add_common_arguments', '
 #: Every benchmark, in the order of the README's performance section.
 BENCHMARKS = (
     Scan(),
+    Sass(),
     BackboneSpeed(),
     ActivationCheckpointing(),
     CocoEval(),

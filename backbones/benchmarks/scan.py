@@ -20,9 +20,9 @@ as fast as mamba_ssm where that backend runs.
 
 ``--no-reference`` leaves the step loop out (at 800x1344 it takes minutes per call on a GPU);
 the backends are then compared with the torch backend. ``--fused`` also times the fused-route
-path (:func:`backbones.ops.scan_triton.selective_scan_routed`: cross-scan, scan and
-cross-merge in the kernels) against the unfused one (``route.scan`` -> scan -> ``route.merge``)
-of the cross2d route at each stage, with their equality.
+path (:func:`backbones.ops.scan_triton.selective_scan_routed`: cross-scan and cross-merge
+by tile-local Triton copies around the scan) against the unfused one (``route.scan`` ->
+scan -> ``route.merge``) of the cross2d route at each stage, with their equality.
 """
 import functools
 import json
@@ -90,7 +90,7 @@ def stage_grid(size, stage):
 def vmamba_scan_shape(arch, stage, size, batch=1):
     """(batch, K * d_inner, L, N, K) of the selective scan in ``stage`` (1-4) of ``arch``
     for an input of ``size`` (int: square, or (H, W))."""
-    from ..vmamba import VMamba
+    from ..models.vmamba import VMamba
     zoo = VMamba.arch_zoo[arch]
     settings = VMamba.version_settings[zoo['version']]
     dim = zoo['embed_dim'] * 2 ** (stage - 1)

@@ -17,12 +17,36 @@ with the mmdet/mmseg meanings, and the argument checks every backbone shares. A 
 calls ``self._freeze_stages()`` at the end of its ``__init__`` so frozen parameters are
 frozen before any optimizer sees them.
 """
-from mmengine.logging import print_log
-from mmengine.model import BaseModule
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..engine.checkpoint import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
+
+try:
+    from mmengine.logging import print_log
+    from mmengine.model import BaseModule
+except ModuleNotFoundError as _err:  # a bare GPU machine: mmengine (or its rich) is absent
+    if _err.name not in ('mmengine', 'rich'):
+        raise
+    from ..engine.log import print_log
+
+    class BaseModule(nn.Module):
+        """What DenseBackbone uses of mmengine's BaseModule: ``init_cfg`` and an
+        ``init_weights`` that runs the children's (mmengine's initializers need mmengine)."""
+
+        def __init__(self, init_cfg=None):
+            super().__init__()
+            self._is_init = False
+            self.init_cfg = init_cfg
+
+        def init_weights(self):
+            if self.init_cfg is not None:
+                raise RuntimeError(f'{type(self).__name__}: init_cfg {self.init_cfg} needs '
+                                   f'mmengine, which is not installed')
+            for m in self.children():
+                if hasattr(m, 'init_weights'):
+                    m.init_weights()
+            self._is_init = True
 
 
 def check_out_indices(out_indices, num_stages):

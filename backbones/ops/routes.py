@@ -65,7 +65,8 @@ class ScanRoute:
         return type(self).positions is not ScanRoute.positions
 
     def index(self, H, W, device='cpu'):
-        """:meth:`positions` on ``device``, cached per (H, W, device)."""
+        """:meth:`positions` on ``device``, cached per (H, W, device); the tensor carries
+        ``map_shape = (H, W)``."""
         if '_index_cache' not in self.__dict__:
             self._index_cache = OrderedDict()
         key = (int(H), int(W), torch.device(device))
@@ -74,6 +75,8 @@ class ScanRoute:
             cache.move_to_end(key)
         else:
             cache[key] = self.positions(H, W).to(key[2])
+            # the map it indexes: the Triton backend tiles the map by it
+            cache[key].map_shape = key[:2]
             if len(cache) > self.index_cache_size:
                 cache.popitem(last=False)
         return cache[key]

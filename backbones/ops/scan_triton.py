@@ -2,57 +2,38 @@
 
 Same signature and conventions as :func:`backbones.ops.selective_scan` (inputs fp32 / fp16 /
 bf16, state and accumulation in fp32, fp32 output), plus :func:`selective_scan_routed`, the
-fused form that reads a (batch, channels, H*W) map through a route's index map and sums the
-K route outputs back into it (cross-scan and cross-merge without K copies of x or of y).
+form that reads a (batch, channels, H*W) map through a route's index map and sums the K route
+outputs back into it (cross-scan and cross-merge).
 
-Design, and why:
+Design, and why (the numbers: ``tools/benchmark.py sass``, instructions per element-state of
+the kernels as compiled for sm_90, ``results/benchmarks/sass*.json``):
 
-* **Grid.** One program per (batch, group k, block of ``BLOCK_D`` channels of that group). It
-  walks the sequence tile by tile (``BLOCK_L`` tokens) and keeps its (BLOCK_D, BLOCK_N) state
-  in registers between tiles, so nothing of size (B, D, N, L) ever reaches HBM. All of N
-  is one ``tl.constexpr`` block (any d_state; powers of two waste nothing).
-* **Inside a tile: ``tl.associative_scan``** over the pair (decay, input) with the affine
-  combine, on a (BLOCK_D, BLOCK_N, BLOCK_L) tile. A sequential per-token loop was the
-  alternative; it loses on a GPU because each step can only load one token per channel
-  (channels lie L apart in memory, so the loads are strided and latency-bound) and a step
-  cannot start before the previous one ends. The tile scan loads whole rows of L
-  (coalesced) and its depth is log2(BLOCK_L). The state entering the tile is applied after
-  the scan (``h = h_local + cumulative_decay * h_in``). Decays are only ever multiplied,
-  never exponentiated from a running sum, so nothing overflows.
-* **Backward: chunk-end states and recomputation.** The forward saves the state entering
-  every tile, (B, D, ceil(L / BLOCK_L), N) fp32, i.e. N / BLOCK_L of one (B, D, L) tensor
-  (memory linear in L). The backward walks the tiles in reverse, recomputes the forward
-  inside each tile from its saved state and runs the adjoint
-  ``g[t] = C[t] gy[t] + a[t+1] g[t+1]`` as a *reverse* associative scan. That recurrence pairs
-  token t with the decay of token t+1; instead of shifting registers (Triton has no shift)
-  or recomputing exp for the shifted token, the scan carries a 3-tuple (decay of the
-  segment's first token, product of the other decays, adjoint), which yields the shifted
-  product directly (:func:`_adjoint_combine`).
-* **Reductions without (B, D, N, L).** dA, dD and d(delta_bias) are summed over the tiles in
-  registers; each program writes one (BLOCK_D, N) / (BLOCK_D,) partial per batch element
-  and torch sums the batch. dB and dC sum over the channels of a group: each program sums
-  its BLOCK_D channels in registers, then adds its (N, BLOCK_L) tile into an fp32
-  (B, K, N, L) buffer with atomics (as mamba-ssm's kernel does). Per-block partials
-  (B, D / BLOCK_D, N, L) were rejected: at VMamba-T stage 1 (L = 67200, N = 16) they would
-  be ~1.6 GB for BLOCK_D = 4. Atomics make dB / dC (and the fused merge below)
-  run-to-run nondeterministic in the last bits of fp32.
-* **Routes are data.** Every operand is addressed as ``base + b*s_b + k*s_k + c*s_c + pos``
-  with ``pos = index[k, l]`` for a routed call (``pos = l`` otherwise). The shared map has
-  ``s_k = 0``; outputs that several routes hit (y, and du in the backward) are scatter-added
-  with atomics. A new route family (windowed, atrous, zig-zag) is a new index map
+* **Kernels** (:mod:`.scan_kernels`): a program owns one channel per warp (4), a lane owns 16
+  consecutive tokens of its channel and walks them sequentially in registers; the lanes of a
+  warp meet in one 32-lane scan per state and tile, and a loop over the states accumulates
+  y without any reduction over N. At VMamba-T stage 1 this issues about 14 instructions per
+  element-state forward (mamba-ssm's CUDA kernel: 16.6) instead of the 77 of the first
+  version, which gave every thread one token and paid a shuffle scan per token.
+* **Backward: run-entry states and recomputation.** The forward saves the state entering
+  every lane's run of tokens, (B, D, ceil(L / 16), N) fp32, i.e. N / 16 of one (B, D, L)
+  tensor (memory linear in L, nothing of size (B, D, N, L)). The backward walks the tiles in
+  reverse, rebuilds each run's states from its entry (no forward scan) and runs the adjoint
+  with a reverse lane scan. dA is summed per lane, dD and d(delta_bias) per thread; dB and dC
+  (summed over a group's channels) are reduced over the program's 4 channels before one
+  fp32 atomic add per (state, token), 4x fewer atomics than one per channel. Atomics make dB
+  / dC run-to-run nondeterministic in the last bits of fp32.
+* **Routes are data** (:mod:`.route_kernels`): a route is its index map. The routed call
+  copies x, delta, B and C into the K scan orders with tile-local kernels that read the map
+  and write the scan order through the inverse index map (int32), transposing tiles in
+  shared memory where a route runs down the map's columns, so every load and store is
+  coalesced; the scan then reads contiguous memory, and a second tile-local kernel sums the
+  K outputs back into the map (no atomics, deterministic). The backward re-gathers instead of
+  keeping the K copies. A new route family (windowed, atrous, zig-zag) is a new index map
   (:meth:`backbones.ops.routes.ScanRoute.positions`), never a new kernel.
-* **Tile sizes** (:data:`TILE_ELEMENTS`, :data:`MAX_BLOCK_L`, :data:`BWD_TILE_ELEMENTS`,
-  :data:`NUM_WARPS`) are a provisional heuristic: one channel per forward program (VMamba-T
-  stage 1 gives 1536 programs), N=16 -> 128-token tiles, N=1 -> 1024-token tiles; chosen so
-  that ptxas (sm_90, triton 3.8) reports no register spills (forward 155 / 80 registers at
-  N=16 / 1, backward 255). Nothing here was timed on a GPU yet: each program walks its
-  sequence tile after tile, so if that latency chain dominates, the next step is
-  chunk-parallel passes or splitting N across programs. ``tools/benchmark.py scan --device
-  cuda`` is the measurement that should decide.
 * **Interpreter.** With ``TRITON_INTERPRET=1`` set before triton is first imported, the same
-  kernels run on CPU tensors in Triton's interpreter (the CI tests). The variable must be
-  set that early: triton's own ``tl.sum``, ``tl.zeros`` ... are JIT functions made at its
-  import, so the mode cannot change later in a process.
+  kernels run on CPU tensors in Triton's interpreter (the CI tests, float64 reference). The
+  variable must be set that early: triton's own ``tl.sum``, ``tl.zeros`` ... are JIT
+  functions made at its import, so the mode cannot change later in a process.
 
 Availability (:func:`unavailable`) is checked once per device: triton importable, a CUDA
 device (or CPU tensors with ``TRITON_INTERPRET=1``), and a tiny forward + backward probe that
@@ -61,232 +42,28 @@ kernel does not compile) is logged once, the device is marked unusable and the c
 to the torch backend.
 """
 import logging
-import math
-import types
+from contextlib import contextmanager
 
 import torch
 
 from ..engine.log import log_once
+from . import scan_kernels as _k
+from .route_kernels import route_gather_kernel, route_scatter_kernel
 from .scan_torch import check_shapes, selective_scan_torch
 
-try:
-    import triton
-    import triton.language as tl
-    _IMPORT_ERROR = None
-    _jit = triton.jit
-    #: Triton fixes compiled-or-interpreted when it is imported (its own ``tl.sum``, ``tl.zeros``
-    #: ... are JIT functions made then), so the mode of these kernels is the one of that moment.
-    INTERPRETED = bool(triton.knobs.runtime.interpret)
-except Exception as err:  # noqa: BLE001 - a broken triton must not break `import backbones`
-    triton, INTERPRETED = None, False
-    tl = types.SimpleNamespace(constexpr=None)  # lets the kernel signatures below parse
-    _IMPORT_ERROR = f'{type(err).__name__}: {err}'
+triton, INTERPRETED, _IMPORT_ERROR = _k.triton, _k.INTERPRETED, _k.IMPORT_ERROR
 
-    def _jit(fn):
-        return fn
+__all__ = ['selective_scan_triton', 'selective_scan_routed', 'routed_scan_torch', 'unavailable',
+           'probe', 'interpreting', 'capture_launches', 'layout']
 
-__all__ = ['selective_scan_triton', 'selective_scan_routed', 'routed_scan_torch',
-           'unavailable', 'probe', 'interpreting']
-
-#: Elements of each live (1, BLOCK_N, BLOCK_L) tensor of a forward program (16 per thread
-#: at 4 warps): sets the tokens per tile, BLOCK_L = TILE_ELEMENTS / BLOCK_N (1024 at most).
-TILE_ELEMENTS = 2048
-MAX_BLOCK_L = 1024
-#: The forward runs one channel per program (the most programs; nothing to share). A
-#: backward program runs as many channels of one group as fit BWD_TILE_ELEMENTS (they share
-#: each atomic add into dB / dC: N=1 -> 2 channels, N=16 -> 1), with twice the warps.
-BWD_TILE_ELEMENTS = 2048
-NUM_WARPS, NUM_WARPS_BWD = 4, 8
+#: Channels of a program, one per warp.
+NUM_WARPS = 4
+#: Tokens a lane walks in registers per tile (a tile is 32 lanes of them).
+TOKENS_PER_LANE = 16
+#: Route copies: (rows, columns) of a map tile, channels per program.
+ROUTE_TILE, ROUTE_BLOCK_C, ROUTE_WARPS = (32, 32), 4, 4
 #: Inputs the kernels load as they are; anything else is converted to float32 first.
 _LOAD_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-
-# ---------------------------------------------------------------------------------------
-# Kernels
-# ---------------------------------------------------------------------------------------
-@_jit
-def _affine_combine(a1, x1, a2, x2):
-    # h = a * h_prev + x; segment 1 precedes segment 2 in scan order (also for reverse=True)
-    return a1 * a2, x1 * a2 + x2
-
-
-@_jit
-def _adjoint_combine(a1, p1, g1, a2, p2, g2):
-    # Reverse scan of g[t] = c[t] + a[t+1] g[t+1]; a segment carries (decay of its first
-    # token, product of its other decays, g at its first token from a zero carry).
-    # Segment 1 (the later tokens) comes first in reverse scan order.
-    m = p2 * a1
-    return a2, m * p1, g2 + m * g1
-
-
-@_jit
-def _scan_fwd_kernel(
-        u_ptr, su_b, su_k, su_c, dt_ptr, sdt_b, sdt_k, sdt_c,
-        b_ptr, sb_b, sb_k, sb_n, c_ptr, sc_b, sc_k, sc_n, y_ptr, sy_b, sy_k, sy_c,
-        a_ptr, d_ptr, bias_ptr, state_ptr, index_ptr,
-        dg, L, N, n_tiles, d_total,
-        HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-        ROUTED: tl.constexpr, SAVE_STATES: tl.constexpr,
-        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-    n_blocks = tl.cdiv(dg, BLOCK_D)
-    k = (tl.program_id(0) // n_blocks).to(tl.int64)
-    bi = tl.program_id(1).to(tl.int64)
-    cs = (tl.program_id(0) % n_blocks) * BLOCK_D + tl.arange(0, BLOCK_D)  # channels in group
-    ns = tl.arange(0, BLOCK_N)
-    ls = tl.arange(0, BLOCK_L)
-    mc = cs < dg
-    mcn = mc[:, None] & (ns < N)[None, :]
-    ch = k * dg + cs  # channels of A, D, delta_bias
-    A = tl.load(a_ptr + ch[:, None] * N + ns[None, :], mask=mcn, other=0.)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=mc, other=0.)
-    if HAS_D:
-        Dv = tl.load(d_ptr + ch, mask=mc, other=0.)
-    u_row = u_ptr + bi * su_b + k * su_k + cs[:, None] * su_c
-    dt_row = dt_ptr + bi * sdt_b + k * sdt_k + cs[:, None] * sdt_c
-    b_row = b_ptr + bi * sb_b + k * sb_k + ns[:, None] * sb_n
-    c_row = c_ptr + bi * sc_b + k * sc_k + ns[:, None] * sc_n
-    y_row = y_ptr + bi * sy_b + k * sy_k + cs[:, None] * sy_c
-    state_row = state_ptr + ((bi * d_total + ch[:, None]) * n_tiles) * N + ns[None, :]
-    h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
-    for tile in range(n_tiles):
-        t = tile * BLOCK_L + ls
-        mt = t < L
-        if ROUTED:
-            pos = tl.load(index_ptr + k * L + t, mask=mt, other=0)
-        else:
-            pos = t
-        m2 = mc[:, None] & mt[None, :]
-        mnt = (ns < N)[:, None] & mt[None, :]
-        u = tl.load(u_row + pos[None, :], mask=m2, other=0.).to(tl.float32)
-        dt = tl.load(dt_row + pos[None, :], mask=m2, other=0.).to(tl.float32)
-        if HAS_BIAS:
-            dt = dt + bias[:, None]
-        if SOFTPLUS:  # torch's softplus (threshold 20), log1p by Goldberg's trick
-            e = tl.exp(tl.minimum(dt, 20.))
-            w = 1. + e
-            dt = tl.where(dt > 20., dt, tl.where(w == 1., e, tl.log(w) * (e / tl.where(
-                w == 1., 1., w - 1.))))
-        dt = tl.where(m2, dt, 0.)  # padding tokens: decay 1, input 0 (the identity step)
-        Bt = tl.load(b_row + pos[None, :], mask=mnt, other=0.).to(tl.float32)
-        Ct = tl.load(c_row + pos[None, :], mask=mnt, other=0.).to(tl.float32)
-        if SAVE_STATES:
-            tl.store(state_row + tile * N, h, mask=mcn)
-        a = tl.exp(dt[:, None, :] * A[:, :, None])
-        x = (dt * u)[:, None, :] * Bt[None, :, :]
-        decay, hs = tl.associative_scan((a, x), 2, _affine_combine)
-        hs = hs + decay * h[:, :, None]
-        y = tl.sum(hs * Ct[None, :, :], axis=1)
-        if HAS_D:
-            y = y + Dv[:, None] * u
-        if ROUTED:  # the K routes meet in the merged map
-            tl.atomic_add(y_row + pos[None, :], y, mask=m2, sem='relaxed')
-        else:
-            tl.store(y_row + pos[None, :], y, mask=m2)
-        h = tl.sum(tl.where(ls[None, None, :] == BLOCK_L - 1, hs, 0.), axis=2)
-
-
-@_jit
-def _scan_bwd_kernel(
-        u_ptr, su_b, su_k, su_c, dt_ptr, sdt_b, sdt_k, sdt_c,
-        b_ptr, sb_b, sb_k, sb_n, c_ptr, sc_b, sc_k, sc_n, gy_ptr, sgy_b, sgy_k, sgy_c,
-        gu_ptr, sgu_b, sgu_k, sgu_c, gdt_ptr, gb_ptr, gc_ptr, sg_b, sg_k, sg_n,
-        a_ptr, d_ptr, bias_ptr, state_ptr, index_ptr, ga_ptr, gd_ptr, gbias_ptr,
-        dg, L, N, n_tiles, d_total,
-        HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-        ROUTED: tl.constexpr,
-        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-    n_blocks = tl.cdiv(dg, BLOCK_D)
-    k = (tl.program_id(0) // n_blocks).to(tl.int64)
-    bi = tl.program_id(1).to(tl.int64)
-    cs = (tl.program_id(0) % n_blocks) * BLOCK_D + tl.arange(0, BLOCK_D)
-    ns = tl.arange(0, BLOCK_N)
-    ls = tl.arange(0, BLOCK_L)
-    mc = cs < dg
-    mcn = mc[:, None] & (ns < N)[None, :]
-    ch = k * dg + cs
-    A = tl.load(a_ptr + ch[:, None] * N + ns[None, :], mask=mcn, other=0.)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=mc, other=0.)
-    if HAS_D:
-        Dv = tl.load(d_ptr + ch, mask=mc, other=0.)
-    u_row = u_ptr + bi * su_b + k * su_k + cs[:, None] * su_c
-    dt_row = dt_ptr + bi * sdt_b + k * sdt_k + cs[:, None] * sdt_c
-    gdt_row = gdt_ptr + bi * sdt_b + k * sdt_k + cs[:, None] * sdt_c
-    b_row = b_ptr + bi * sb_b + k * sb_k + ns[:, None] * sb_n
-    c_row = c_ptr + bi * sc_b + k * sc_k + ns[:, None] * sc_n
-    gb_row = gb_ptr + bi * sg_b + k * sg_k + ns[:, None] * sg_n
-    gc_row = gc_ptr + bi * sg_b + k * sg_k + ns[:, None] * sg_n
-    gy_row = gy_ptr + bi * sgy_b + k * sgy_k + cs[:, None] * sgy_c
-    gu_row = gu_ptr + bi * sgu_b + k * sgu_k + cs[:, None] * sgu_c
-    state_row = state_ptr + ((bi * d_total + ch[:, None]) * n_tiles) * N + ns[None, :]
-    carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)  # a[t+1] g[t+1] after the tile
-    acc_ga = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
-    acc_gd = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    acc_gbias = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    for i in range(n_tiles):
-        tile = n_tiles - 1 - i
-        t = tile * BLOCK_L + ls
-        mt = t < L
-        if ROUTED:
-            pos = tl.load(index_ptr + k * L + t, mask=mt, other=0)
-        else:
-            pos = t
-        m2 = mc[:, None] & mt[None, :]
-        mnt = (ns < N)[:, None] & mt[None, :]
-        u = tl.load(u_row + pos[None, :], mask=m2, other=0.).to(tl.float32)
-        dt_in = tl.load(dt_row + pos[None, :], mask=m2, other=0.).to(tl.float32)
-        if HAS_BIAS:
-            dt_in = dt_in + bias[:, None]
-        dt = dt_in
-        if SOFTPLUS:
-            e = tl.exp(tl.minimum(dt_in, 20.))
-            w = 1. + e
-            dt = tl.where(dt_in > 20., dt_in, tl.where(w == 1., e, tl.log(w) * (e / tl.where(
-                w == 1., 1., w - 1.))))
-        dt = tl.where(m2, dt, 0.)
-        Bt = tl.load(b_row + pos[None, :], mask=mnt, other=0.).to(tl.float32)
-        Ct = tl.load(c_row + pos[None, :], mask=mnt, other=0.).to(tl.float32)
-        gy = tl.load(gy_row + pos[None, :], mask=m2, other=0.).to(tl.float32)
-        h_in = tl.load(state_row + tile * N, mask=mcn, other=0.)
-        # recompute the tile's states from the state that entered it
-        a = tl.exp(dt[:, None, :] * A[:, :, None])
-        dtu = dt * u
-        x = dtu[:, None, :] * Bt[None, :, :]
-        decay, hs = tl.associative_scan((a, x), 2, _affine_combine)
-        hs = hs + decay * h_in[:, :, None]
-        # adjoint of the states, carried in from the tile after this one
-        _, rest, g = tl.associative_scan((a, tl.full(a.shape, 1., tl.float32),
-                                          Ct[None, :, :] * gy[:, None, :]),
-                                         2, _adjoint_combine, reverse=True)
-        g = g + rest * carry[:, :, None]
-        carry = tl.sum(tl.where(ls[None, None, :] == 0, a * g, 0.), axis=2)
-        g_dec = g * (hs - x)  # g * a[t] h[t-1]: the decay's share
-        gb = tl.sum(g * dtu[:, None, :], axis=0)
-        gc = tl.sum(hs * gy[:, None, :], axis=0)
-        tl.atomic_add(gb_row + pos[None, :], gb, mask=mnt, sem='relaxed')
-        tl.atomic_add(gc_row + pos[None, :], gc, mask=mnt, sem='relaxed')
-        gbu = tl.sum(g * Bt[None, :, :], axis=1)
-        gu = gbu * dt
-        if HAS_D:
-            gu = gu + Dv[:, None] * gy
-            acc_gd += tl.sum(gy * u, axis=1)
-        gdt = gbu * u + tl.sum(g_dec * A[:, :, None], axis=1)
-        acc_ga += tl.sum(g_dec * dt[:, None, :], axis=2)
-        if SOFTPLUS:
-            gdt = gdt * tl.sigmoid(dt_in)
-        gdt = tl.where(m2, gdt, 0.)
-        acc_gbias += tl.sum(gdt, axis=1)
-        tl.store(gdt_row + pos[None, :], gdt, mask=m2)
-        if ROUTED:
-            tl.atomic_add(gu_row + pos[None, :], gu, mask=m2, sem='relaxed')
-        else:
-            tl.store(gu_row + pos[None, :], gu, mask=m2)
-    tl.store(ga_ptr + (bi * d_total + ch[:, None]) * N + ns[None, :], acc_ga, mask=mcn)
-    if HAS_D:
-        tl.store(gd_ptr + bi * d_total + ch, acc_gd, mask=mc)
-    if HAS_BIAS:
-        tl.store(gbias_ptr + bi * d_total + ch, acc_gbias, mask=mc)
 
 
 def interpreting():
@@ -296,146 +73,271 @@ def interpreting():
 
 
 # ---------------------------------------------------------------------------------------
-# Launchers
+# Launching (and, for tools/benchmark.py sass, recording instead of launching)
 # ---------------------------------------------------------------------------------------
-def _pow2(n):
-    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
+_captured = []
 
 
-def _tile(N, L, block_l=None):
-    """(BLOCK_N, BLOCK_L): all of N in one block, tokens to fill TILE_ELEMENTS."""
-    bn = _pow2(N)
-    bl = _pow2(block_l) if block_l else min(MAX_BLOCK_L, max(16, TILE_ELEMENTS // bn))
-    return bn, min(bl, max(16, _pow2(L)))
+@contextmanager
+def capture_launches():
+    """Within the block, kernel launches are recorded, not run: yields the list of
+    ``(kernel, grid, args, kwargs)``. With meta tensors this gives the exact arguments (and so
+    the specialisation) a real launch gets, without a GPU (``tools/benchmark.py sass``)."""
+    records = []
+    _captured.append(records)
+    try:
+        yield records
+    finally:
+        _captured.remove(records)
+
+
+def _launch(kernel, grid, *args, **kwargs):
+    if _captured:
+        _captured[-1].append((kernel, grid, args, kwargs))
+    else:
+        kernel[grid](*args, **kwargs)
+
+
+def layout(dtypes, block_l=None):
+    """(lanes, VEC, Q): a tile is ``lanes`` runs of ``VEC * Q`` tokens, loaded VEC at a time
+    (128-bit loads of the widest input dtype). ``block_l`` (tests): tokens per tile, one
+    vector per lane, so that short sequences cross many tiles and runs."""
+    vec = 16 // max(t.itemsize for t in dtypes)
+    if block_l is None:
+        return _k.LANES, vec, TOKENS_PER_LANE // vec
+    lanes = 1 << max(0, (max(1, block_l // vec)).bit_length() - 1)
+    return lanes, vec, 1
 
 
 class _Scan:
-    """One scan problem as the kernels see it: contiguous operands and their (b, k, c) strides.
+    """One scan problem as the kernels see it: operands with unit stride along L and their
+    (batch, group, channel) strides; u, delta (b, K*dg, L) views, B, C (b, K, N, L)."""
 
-    Unrouted: u, delta (b, K*dg, L), B, C (b, K, N, L), y (b, K*dg, L). Routed: u is the map
-    (b, dg, P) shared by the K routes (k-stride 0), delta (b, K, dg, P), B, C (b, K, N, P),
-    and ``index`` (K, L) holds the map position of every route token; y is (b, dg, P).
-    """
-
-    def __init__(self, u, delta, A, B, C, D, delta_bias, softplus, index, block_l):
+    def __init__(self, u, delta, A, B, C, D, delta_bias, softplus, block_l):
         self.u, self.delta, self.B, self.C = u, delta, B, C
         self.A, self.D, self.delta_bias, self.softplus = A, D, delta_bias, softplus
-        self.index = index
         self.batch, self.K, self.N = u.shape[0], B.shape[1], A.shape[1]
-        if index is None:
-            self.dg, self.L = u.shape[1] // self.K, u.shape[-1]
-            self.u_strides = self.channel_strides(u)
-            self.delta_strides = self.channel_strides(delta)
-        else:
-            self.dg, self.L = u.shape[1], index.shape[1]
-            self.u_strides = (u.stride(0), 0, u.stride(1))
-            self.delta_strides = delta.stride()[:3]
-        self.block_n, self.block_l = _tile(self.N, self.L, block_l)
-        self.n_tiles = -(-self.L // self.block_l)
+        self.dg, self.L = u.shape[1] // self.K, u.shape[-1]
+        self.lanes, self.vec, self.q = layout((u.dtype, delta.dtype, B.dtype, C.dtype), block_l)
+        run = self.vec * self.q
+        self.n_runs = -(-self.L // run)
+        self.n_tiles = -(-self.n_runs // self.lanes)
 
-    def channel_strides(self, t):
+    def strides(self, t):
         """(b, k, c) strides of a (b, K*dg, L) tensor."""
         return t.stride(0), self.dg * t.stride(1), t.stride(1)
 
-    def output_like_u(self):
-        """Zeros (routed: scatter-added into) or an empty tensor of u's layout, fp32."""
-        if self.index is None:
-            return torch.empty(self.u.shape, dtype=torch.float32, device=self.u.device)
-        return torch.zeros(self.u.shape, dtype=torch.float32, device=self.u.device)
-
-    def common_args(self):
+    def params(self):
         dummy = self.A
         return (self.A, self.D if self.D is not None else dummy,
                 self.delta_bias if self.delta_bias is not None else dummy)
 
-    def bwd_block_d(self):
-        fit = BWD_TILE_ELEMENTS // (self.block_n * self.block_l)
-        return max(1, min(fit, _pow2(self.dg)))
-
-    def launch(self, kernel, block_d, num_warps, *args, **flags):
-        """Run ``kernel`` on a (K * channel blocks, batch) grid."""
-        grid = (self.K * -(-self.dg // block_d), self.batch)
-        kernel[grid](*args, HAS_D=self.D is not None, HAS_BIAS=self.delta_bias is not None,
-                     SOFTPLUS=self.softplus, ROUTED=self.index is not None, BLOCK_D=block_d,
-                     BLOCK_N=self.block_n, BLOCK_L=self.block_l, num_warps=num_warps, **flags)
-
     def sizes(self):
-        return self.dg, self.L, self.N, self.n_tiles, self.K * self.dg
+        return self.dg, self.L, self.N, self.n_tiles, self.K * self.dg, self.n_runs
 
-    def forward(self, save_states):
-        y = self.output_like_u()
-        y_strides = self.u_strides if self.index is None else (y.stride(0), 0, y.stride(1))
-        states = (torch.empty(self.batch, self.K * self.dg, self.n_tiles, self.N,
-                              dtype=torch.float32, device=y.device) if save_states else y)
-        index = self.index if self.index is not None else y
-        self.launch(
-            _scan_fwd_kernel, 1, NUM_WARPS,
-            self.u, *self.u_strides, self.delta, *self.delta_strides,
-            self.B, *self.B.stride()[:3], self.C, *self.C.stride()[:3], y, *y_strides,
-            *self.common_args(), states, index, *self.sizes(), SAVE_STATES=save_states)
-        return y, (states if save_states else None)
+    def launch(self, kernel, *args):
+        grid = (self.K * -(-self.dg // NUM_WARPS), self.batch)
+        _launch(kernel, grid, *args, *self.sizes(), HAS_D=self.D is not None,
+                HAS_BIAS=self.delta_bias is not None, SOFTPLUS=self.softplus,
+                BLOCK_D=NUM_WARPS, LANES_=self.lanes, VEC=self.vec, Q=self.q,
+                num_warps=NUM_WARPS)
 
-    def backward(self, gy, states):
-        gy = gy.contiguous()
-        gu = self.output_like_u()
-        g_strides = self.u_strides if self.index is None else (gu.stride(0), 0, gu.stride(1))
-        gy_strides = g_strides if self.index is None else (gy.stride(0), 0, gy.stride(1))
-        # routed: map positions a route does not visit get no gradient, so start from zeros
-        gdelta = (torch.empty if self.index is None else torch.zeros)(
-            self.delta.shape, dtype=self.delta.dtype, device=gu.device)
-        gB = torch.zeros(self.B.shape, dtype=torch.float32, device=gu.device)
+    def run_states(self):
+        return torch.empty(self.batch, self.K * self.dg, self.n_runs, self.N,
+                           dtype=torch.float32, device=self.u.device)
+
+    def forward(self):
+        y = torch.empty(self.u.shape, dtype=torch.float32, device=self.u.device)
+        runs = self.run_states()
+        self.launch(_k.scan_fwd_kernel, self.u, *self.strides(self.u), self.delta,
+                    *self.strides(self.delta), self.B, *self.B.stride()[:3], self.C,
+                    *self.C.stride()[:3], y, *self.strides(y), *self.params(), runs)
+        return y, runs
+
+    def backward(self, gy, runs):
+        dev, f32, d_total = self.u.device, torch.float32, self.K * self.dg
+        gu = torch.empty(self.u.shape, dtype=f32, device=dev)
+        gdelta = torch.empty(self.u.shape, dtype=f32, device=dev)
+        gB = torch.zeros(self.B.shape, dtype=f32, device=dev)
         gC = torch.zeros_like(gB)
-        d_total = self.K * self.dg
-        gA = torch.empty(self.batch, d_total, self.N, dtype=torch.float32, device=gu.device)
-        gD = torch.empty(self.batch, d_total, dtype=torch.float32, device=gu.device)
+        carry = torch.empty(self.batch, d_total, self.N, dtype=f32, device=dev)
+        gA = torch.zeros(self.batch, d_total, self.lanes, self.N, dtype=f32, device=dev)
+        gD = torch.empty(self.batch, d_total, dtype=f32, device=dev)
         gbias = torch.empty_like(gD)
-        index = self.index if self.index is not None else gu
-        self.launch(
-            _scan_bwd_kernel, self.bwd_block_d(), NUM_WARPS_BWD,
-            self.u, *self.u_strides, self.delta, *self.delta_strides,
-            self.B, *self.B.stride()[:3], self.C, *self.C.stride()[:3], gy, *gy_strides,
-            gu, *g_strides, gdelta, gB, gC, *gB.stride()[:3],
-            *self.common_args(), states, index, gA, gD, gbias, *self.sizes())
-        return (gu, gdelta, gA.sum(0), gB, gC,
+        self.launch(_k.scan_bwd_kernel, self.u, *self.strides(self.u), self.delta,
+                    *self.strides(self.delta), self.B, *self.B.stride()[:3], self.C,
+                    *self.C.stride()[:3], gy, *self.strides(gy), gu, *self.strides(gu),
+                    gdelta, *self.strides(gdelta), gB, gC, *gB.stride()[:3], *self.params(),
+                    runs, carry, gA, gD, gbias)
+        return (gu, gdelta, gA.sum((0, 2)), gB, gC,
                 gD.sum(0) if self.D is not None else None,
                 gbias.sum(0) if self.delta_bias is not None else None)
 
 
+# ---------------------------------------------------------------------------------------
+# Routes: the map <-> the K scan orders, tile by tile
+# ---------------------------------------------------------------------------------------
+class _RoutePlan:
+    """A route's index map (K, L) over an H x W map, as the copy kernels use it: the inverse
+    map (K, H*W) int32 (-1: not visited) and, per route, whether it runs down the map's
+    columns (then tiles are transposed on the way)."""
+
+    def __init__(self, index, P):
+        self.K, self.L = index.shape
+        # ScanRoute.index marks its maps with (H, W); any other map is taken as one row
+        hw = getattr(index, 'map_shape', None)
+        self.H, self.W = hw if hw is not None and hw[0] * hw[1] == P else (1, P)
+        self.P = P
+        idx = index.long()
+        inv = torch.full((self.K, P), -1, dtype=torch.int32, device=index.device)
+        inv.scatter_(1, idx, torch.arange(self.L, dtype=torch.int32, device=index.device)
+                     .expand(self.K, self.L).contiguous())
+        self.inv = inv
+        self.trans = self._column_major(inv).to(torch.int32)
+
+    def _column_major(self, inv):
+        """Per route: do consecutive scan positions sit in one map column more often than in
+        one map row?"""
+        grid = inv.view(self.K, self.H, self.W).long()
+        def steps(a, b):  # noqa: E306 - neighbours one apart in scan order
+            return (((a - b).abs() == 1) & (a >= 0) & (b >= 0)).flatten(1).sum(1)
+        along_rows = steps(grid[:, :, 1:], grid[:, :, :-1])
+        along_cols = steps(grid[:, 1:], grid[:, :-1])
+        return along_cols > along_rows
+
+    @classmethod
+    def of(cls, index, P):
+        """The plan of ``index``, kept on the tensor (the routes cache their maps)."""
+        plan = getattr(index, '_route_plan', None)
+        if plan is None or plan.P != P:
+            plan = cls(index, P)
+            index._route_plan = plan
+        return plan
+
+    def _grid(self, channels, batch):
+        th, tw = ROUTE_TILE
+        return (-(-self.H // th) * -(-self.W // tw), -(-channels // ROUTE_BLOCK_C), batch)
+
+    def _copy(self, kernel, src, s, dst, d, channels, batch, flag):
+        th, tw = ROUTE_TILE
+        _launch(kernel, self._grid(channels, batch), src, *s, dst, *d, self.inv, self.trans,
+                channels, self.H, self.W, self.K, flag, BLOCK_C=ROUTE_BLOCK_C, TH=th, TW=tw,
+                num_warps=ROUTE_WARPS)
+
+    def gather(self, t):
+        """Map (b, c, P) shared by the routes, or (b, K, c, P) one per route -> scan order
+        (b, K, c, L), same dtype."""
+        shared = t.dim() == 3
+        b, c = t.shape[0], t.shape[-2]
+        out = torch.empty(b, self.K, c, self.L, dtype=t.dtype, device=t.device)
+        s = (t.stride(0), 0, t.stride(1)) if shared else t.stride()[:3]
+        self._copy(route_gather_kernel, t, s, out, out.stride()[:3], c, b, shared)
+        return out
+
+    def scatter(self, t, summed):
+        """Scan order (b, K, c, L) -> the map: (b, c, P) fp32 summed over the routes, or (b,
+        K, c, P) one per route (zero where a route does not go)."""
+        b, _, c, _ = t.shape
+        if summed:
+            out = torch.empty(b, c, self.P, dtype=torch.float32, device=t.device)
+            d = (out.stride(0), 0, out.stride(1))
+        else:
+            out = torch.empty(b, self.K, c, self.P, dtype=t.dtype, device=t.device)
+            d = out.stride()[:3]
+        self._copy(route_scatter_kernel, t, t.stride()[:3], out, d, c, b, summed)
+        return out
+
+
+# ---------------------------------------------------------------------------------------
+# Autograd
+# ---------------------------------------------------------------------------------------
+class _Routed:
+    """A routed call: the plan (copies) and the index map (the torch fallback)."""
+
+    def __init__(self, plan, index):
+        self.plan, self.index = plan, index
+        self.K, self.L = plan.K, plan.L
+
+    def gather(self, t):
+        return self.plan.gather(t)
+
+    def scatter(self, t, summed):
+        return self.plan.scatter(t, summed)
+
+
+def _flat(t):
+    """(b, K, c, L) -> (b, K*c, L) view."""
+    return t.flatten(1, 2)
+
+
+def _forward(route, u, delta, A, B, C, D, delta_bias, softplus, block_l):
+    """y (fp32; the merged map when routed) and the run-entry states."""
+    us, deltas, Bs, Cs = _scan_operands(route, u, delta, B, C)
+    y, runs = _Scan(us, deltas, A, Bs, Cs, D, delta_bias, softplus, block_l).forward()
+    if route is not None:
+        y = route.scatter(y.view(y.shape[0], route.K, -1, route.L), summed=True)
+    return y, runs
+
+
+def _backward(route, u, delta, A, B, C, D, delta_bias, softplus, block_l, runs, gy):
+    """Gradients of u (or the map), delta, A, B, C, D, delta_bias (fp32)."""
+    us, deltas, Bs, Cs = _scan_operands(route, u, delta, B, C)
+    scan = _Scan(us, deltas, A, Bs, Cs, D, delta_bias, softplus, block_l)
+    gy = gy.float().contiguous()
+    gys = _flat(route.gather(gy)) if route is not None else gy
+    gu, gdelta, gA, gB, gC, gD, gbias = scan.backward(gys, runs)
+    if route is not None:
+        b, K = u.shape[0], route.K
+        gu = route.scatter(gu.view(b, K, -1, route.L), summed=True)
+        gdelta = route.scatter(gdelta.view(b, K, -1, route.L), summed=False)
+        gB, gC = route.scatter(gB, summed=False), route.scatter(gC, summed=False)
+    return gu, gdelta, gA, gB, gC, gD, gbias
+
+
 class _SelectiveScanTriton(torch.autograd.Function):
+    """``route``: None (u, delta (b, D, L)) or a :class:`_Routed` (u the shared map (b,
+    dg, P), delta (b, K, dg, P), B, C (b, K, N, P); output the merged map)."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, delta_bias, softplus, index, block_l):
-        scan = _Scan(u, delta, A, B, C, D, delta_bias, softplus, index, block_l)
-        save = any(ctx.needs_input_grad)
-        y, states = scan.forward(save_states=save)
-        if save:
-            ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, index, states)
-        ctx.softplus, ctx.block_l = softplus, block_l
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, softplus, route, block_l):
+        y, runs = _forward(route, u, delta, A, B, C, D, delta_bias, softplus, block_l)
+        if any(ctx.needs_input_grad):
+            ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, runs)
+        ctx.softplus, ctx.route, ctx.block_l = softplus, route, block_l
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        u, delta, A, B, C, D, delta_bias, index, states = ctx.saved_tensors
-        scan = _Scan(u, delta, A, B, C, D, delta_bias, ctx.softplus, index, ctx.block_l)
+        u, delta, A, B, C, D, delta_bias, runs = ctx.saved_tensors
         try:
-            gu, gdelta, gA, gB, gC, gD, gbias = scan.backward(gy.float(), states)
+            gu, gdelta, gA, gB, gC, gD, gbias = _backward(
+                ctx.route, u, delta, A, B, C, D, delta_bias, ctx.softplus, ctx.block_l, runs,
+                gy)
         except Exception as err:  # noqa: BLE001 - a kernel that fails to build: use torch
             _mark_broken(u.device, err)
             gu, gdelta, gA, gB, gC, gD, gbias = _torch_backward(
-                u, delta, A, B, C, D, delta_bias, ctx.softplus, index, gy)
+                u, delta, A, B, C, D, delta_bias, ctx.softplus, ctx.route, gy)
         return (gu.to(u.dtype), gdelta.to(delta.dtype), gA, gB.to(B.dtype), gC.to(C.dtype),
                 gD, gbias, None, None, None)
 
 
-def _torch_backward(u, delta, A, B, C, D, delta_bias, softplus, index, gy):
+def _scan_operands(route, u, delta, B, C):
+    """The operands in scan order: as they are, or copied through the route."""
+    if route is None:
+        return u, delta, B, C
+    return (_flat(route.gather(u)), _flat(route.gather(delta)), route.gather(B),
+            route.gather(C))
+
+
+def _torch_backward(u, delta, A, B, C, D, delta_bias, softplus, route, gy):
     """Gradients by the torch backend (the fallback when a backward kernel fails)."""
     with torch.enable_grad():
         ins = [t.detach().requires_grad_() if t is not None else None
                for t in (u, delta, A, B, C, D, delta_bias)]
-        if index is None:
+        if route is None:
             y = selective_scan_torch(*ins, delta_softplus=softplus)
         else:
-            y = routed_scan_torch(*ins, delta_softplus=softplus, index=index)
+            y = routed_scan_torch(*ins, delta_softplus=softplus, index=route.index)
         wrt = [t for t in ins if t is not None]
         grads = iter(torch.autograd.grad(y, wrt, gy))
     return [next(grads) if t is not None else None for t in ins]
@@ -458,7 +360,7 @@ def _params(A, D, delta_bias):
 def selective_scan_triton(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False,
                           block_l=None):
     """Selective scan with the Triton kernels; float32 (batch, dim, L). ``block_l``: tokens
-    per tile (default :data:`BLOCK_L`; tests use small ones to cross many tiles)."""
+    per tile (tests use small ones to cross many tiles; default: 32 lanes x 16 tokens)."""
     B = B.unsqueeze(1) if B.dim() == 3 else B
     C = C.unsqueeze(1) if C.dim() == 3 else C
     A, D, delta_bias = _params(A, D, delta_bias)
@@ -474,14 +376,14 @@ def selective_scan_triton(u, delta, A, B, C, D=None, delta_bias=None, delta_soft
 
 def selective_scan_routed(x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False,
                           index=None, block_l=None):
-    """Fused cross-scan + selective scan + cross-merge over a 2-D map.
+    """Cross-scan + selective scan + cross-merge over a 2-D map.
 
     Args:
         x: (batch, dg, P) the map, P = H*W in row-major order, shared by the K routes.
         delta: (batch, K, dg, P), B, C: (batch, K, N, P): per-route projections, in map order.
         A: (K*dg, N); D, delta_bias: (K*dg,) (route k owns channels k*dg .. k*dg+dg-1).
         index: (K, L) map positions (in [0, P)) in the order route k visits them
-            (:meth:`backbones.ops.routes.ScanRoute.index`).
+            (:meth:`backbones.ops.routes.ScanRoute.index`, which also records H and W).
 
     Returns:
         float32 (batch, dg, P): every route's output put back at its positions and summed,
@@ -489,12 +391,13 @@ def selective_scan_routed(x, delta, A, B, C, D=None, delta_bias=None, delta_soft
     """
     A, D, delta_bias = _params(A, D, delta_bias)
     x, delta, B, C = map(_prepare, (x, delta, B, C))
-    index = index.to(x.device).contiguous()
+    index = index.to(x.device)
     _check_routed(x, delta, A, B, C, index)
     if unavailable(x.device) is None:
         try:
+            route = _Routed(_RoutePlan.of(index, x.shape[-1]), index)
             return _SelectiveScanTriton.apply(x, delta, A, B, C, D, delta_bias,
-                                              bool(delta_softplus), index, block_l)
+                                              bool(delta_softplus), route, block_l)
         except Exception as err:  # noqa: BLE001
             _mark_broken(x.device, err)
     return routed_scan_torch(x, delta, A, B, C, D, delta_bias, delta_softplus, index)

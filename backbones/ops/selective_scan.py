@@ -13,14 +13,17 @@ Backends (one module each; :func:`register_scan_backend` adds more):
 * ``'mamba_ssm'`` (:mod:`.scan_mamba_ssm`): the CUDA kernel of the ``mamba-ssm`` package.
 * ``'triton'`` (:mod:`.scan_triton`): Triton kernels compiled at first use for the GPU present
   (nothing to build); CPU tensors only under ``TRITON_INTERPRET=1`` (Triton's interpreter,
-  for tests: very slow, and then also eligible for ``'auto'``). Its fused form
-  (:func:`.scan_triton.selective_scan_routed`) also runs the scan routes inside the kernels.
-* ``'auto'``: the first backend of :data:`AUTO_ORDER` that can run on the tensors' device:
-  ``triton, mamba_ssm, torch``. The intent is the order of measured speed on the GPU
-  present, but the order is PROVISIONAL: no GPU has timed the triton backend yet, so it is
-  first by design (fused routes, nothing to compile) rather than by measurement.
-  ``tools/benchmark.py scan --device cuda`` (every backend at the VMamba stage shapes) is
-  the benchmark that decides it.
+  for tests: very slow, and then also eligible for ``'auto'``). Its routed form
+  (:func:`.scan_triton.selective_scan_routed`) also moves the map into the routes' scan
+  orders and back with its own tile-local kernels (coalesced, the routes as index maps).
+* ``'auto'``: on a GPU for which a scan measurement is recorded (a ``scan`` record of
+  ``tools/benchmark.py scan --device cuda`` in ``results/benchmarks/`` whose device is this
+  GPU's name), the backends in order of their measured stage-1 forward+backward time
+  (:func:`measured_order`); otherwise :data:`AUTO_ORDER`, ``triton, mamba_ssm, torch``: triton
+  first by design (routes inside, nothing to compile; compiled for sm_90 it issues fewer
+  instructions than mamba-ssm's kernel, ``tools/benchmark.py sass``), not by a measurement.
+  The first backend of the order that can run is used; the choice and its reason are logged
+  once.
 
 A backend that cannot run (not installed, wrong device, a Triton kernel that does not
 compile) falls back to ``torch``; the choice is logged once per (requested, used) pair.
@@ -28,7 +31,10 @@ Every call from the models goes through :func:`selective_scan` (SS2D's fused Tri
 steps aside while a FLOP count runs), so :func:`counting_scans` (the FLOP counter's
 stand-in) sees all of them, whatever name a caller imported it under.
 """
+import glob
+import json
 import logging
+import os.path as osp
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
@@ -41,7 +47,7 @@ from .scan_torch import selective_scan_torch
 
 __all__ = ['selective_scan', 'selective_scan_torch', 'selective_scan_routed', 'fuses_routes',
            'available_backends', 'backend_names', 'resolve_backend', 'register_scan_backend',
-           'counting_scans', 'COUNT_OP']
+           'counting_scans', 'measured_order', 'COUNT_OP']
 
 
 @dataclass(frozen=True)
@@ -78,13 +84,70 @@ def available_backends(device=None):
     return tuple(n for n, b in _BACKENDS.items() if b.unavailable(device) is None)
 
 
+#: Where ``'auto'`` looks for recorded scan measurements (``tools/benchmark.py scan``).
+RECORDS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'results',
+                   'benchmarks')
+_measured = {}  # device name -> (order, reason) or None
+
+
+def measured_order(device):
+    """``(backends fastest first, reason)`` from the recorded ``scan`` measurements on this
+    GPU (stage-1 forward+backward ms, summed over the records' stage-1 rows), or None where
+    none is recorded (CPU, another GPU, no record)."""
+    device = torch.device(device)
+    if device.type != 'cuda':
+        return None
+    try:
+        name = torch.cuda.get_device_name(device)
+    except (RuntimeError, AssertionError):  # no driver: nothing recorded applies
+        return None
+    if name not in _measured:
+        _measured[name] = _read_measurements(name)
+    return _measured[name]
+
+
+def _read_measurements(name):
+    totals, files = {}, []
+    for path in sorted(glob.glob(osp.join(RECORDS, '*.json'))):
+        try:
+            with open(path) as f:
+                rec = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if rec.get('benchmark') != 'scan' or rec.get('device') != f'cuda: {name}':
+            continue
+        rows = [r for r in rec.get('results', []) if r.get('stage') == 1 and 'backends' in r]
+        for r in rows:
+            for backend, v in r['backends'].items():
+                totals.setdefault(backend, []).append(v['fwdbwd_ms'])
+        if rows:
+            files.append(osp.basename(path))
+    # only backends measured in every row compare fairly
+    n = max((len(v) for v in totals.values()), default=0)
+    ms = {k: sum(v) for k, v in totals.items() if len(v) == n and k in _BACKENDS}
+    if len(ms) < 2:
+        return None
+    order = sorted(ms, key=ms.get)
+    reason = (f'measured on {name}: ' + ', '.join(f'{k} {ms[k]:.2f} ms' for k in order)
+              + f' (stage-1 fwd+bwd, {", ".join(files)})')
+    return order, reason
+
+
 def resolve_backend(requested='auto', device=None, who='selective_scan'):
     """The backend that runs for ``requested`` on ``device``; logs the choice once."""
     if requested not in backend_names():
         raise ValueError(f'unknown selective-scan backend {requested!r}; valid: '
                          f'{backend_names()}')
     device = torch.device(device or 'cpu')
-    candidates = AUTO_ORDER if requested == 'auto' else [requested]
+    candidates, basis = [requested], ''
+    if requested == 'auto':
+        measured = measured_order(device)
+        if measured is None:
+            candidates = AUTO_ORDER
+            basis = '; default order, no scan measurement recorded for this device'
+        else:
+            candidates = measured[0] + [n for n in AUTO_ORDER if n not in measured[0]]
+            basis = '; ' + measured[1]
     reasons = []
     for name in candidates:
         why = _BACKENDS[name].unavailable(device)
@@ -99,7 +162,7 @@ def resolve_backend(requested='auto', device=None, who='selective_scan'):
                  f'falling back to the pure-PyTorch scan', logging.WARNING)
     else:
         log_once(f'{who}: selective-scan backend {name!r} (requested {requested!r}'
-                 + (f'; {why})' if why else ')'))
+                 + (f'; {why}' if why else '') + basis + ')')
     return name
 
 
@@ -169,8 +232,8 @@ register_scan_backend('triton', _triton_fn, _triton_unavailable, auto_rank=0)
 
 
 def fuses_routes(backend, route, device):
-    """Whether SS2D should run ``route`` inside the kernels (:func:`selective_scan_routed`):
-    ``backend`` resolves to triton on ``device``, the route has an index map, and no FLOP
+    """Whether SS2D should run ``route`` through :func:`selective_scan_routed` (Triton's route
+    kernels): ``backend`` resolves to triton on ``device``, the route has an index map, and no FLOP
     count is running (the counter's stand-in replaces :func:`selective_scan` calls only)."""
     if _counting[0] or backend not in ('auto', 'triton') or not route.has_positions:
         return False
