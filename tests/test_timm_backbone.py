@@ -4,9 +4,17 @@ One small member of each family the tables use (ConvNeXt, Swin, FocalNet, PVTv2,
 ConvFormer, CAFormer), shrunk through timm's own constructor arguments where timm allows
 it (Swin, Twins), at small inputs, so everything runs on CPU in seconds. Reference values
 come from timm itself (its features_only model, its full model's state dict) and from the
-families' det/seg code as written in the configs.
+families' det/seg code as written in the configs, and from the releases' own dense modules
+(mmdet's SwinTransformer; Twins' gvt.py and FocalNet's detection code from their pinned
+snapshots, slow), converted through the suite's release converters.
 """
+import importlib.util
 import math
+import os.path as osp
+import sys
+import types
+import warnings
+from functools import partial
 
 import pytest
 import timm
@@ -15,7 +23,8 @@ from torch import nn
 
 from backbones.engine.checkpoint import CheckpointError
 from backbones.models.timm_backbone import TimmBackbone
-from conftest import randomize_
+from backbones.releases.convert import convert_release
+from conftest import randomize_, release_source
 
 # family -> (timm model, arguments that shrink it, out_norm_eps its det/seg code uses)
 FAMILIES = {
@@ -71,13 +80,15 @@ def test_nchw_outputs_with_declared_channels_and_strides(family):
 
 
 def test_swin_nhwc_features_come_back_as_nchw_and_equal_timm():
+    """Where no stage needs padding to the window grid (every stage a multiple of 7), the
+    dense Swin block computes what timm's does."""
     model = _build('swin', out_norm_eps=None).eval()
     randomize_(model)
     name, shrink, _ = FAMILIES['swin']
     ref = timm.create_model(name, features_only=True, strict_img_size=False,
                             always_partition=True, **shrink).eval()
     ref.load_state_dict(model.model.state_dict())
-    x = torch.randn(1, 3, 64, 96)
+    x = torch.randn(1, 3, 224, 448)
     with torch.no_grad():
         theirs = ref(x)
         ours = model(x)
@@ -133,7 +144,10 @@ def test_out_indices_select_levels(family):
         outs = model(torch.randn(1, 3, 64, 64))
     assert [y.shape[1] for y in outs] == list(model.out_channels)
     assert [y.shape[2] for y in outs] == [8, 2]
-    assert isinstance(model.out_norms[0], nn.Identity)
+    # Twins' stage norms feed the next stage (gvt.py's norm_list): every stage up to the
+    # last output keeps its norm; elsewhere only the returned levels have one
+    normed = [not isinstance(m, nn.Identity) for m in model.out_norms]
+    assert normed == ([True] * 4 if family == 'twins' else [False, True, False, True])
 
 
 @pytest.mark.parametrize('kwargs,match', [
@@ -248,6 +262,17 @@ def test_other_families_take_odd_input_sizes(family):
     with torch.no_grad():
         outs = model(torch.randn(1, 3, 97, 141))
     assert len(outs) == 4 and all(y.shape[2] >= 1 and y.shape[3] >= 1 for y in outs)
+
+
+def test_focalnet_pads_to_its_stride_as_its_det_code():
+    """FocalNet's det code pads every patch embedding to its stride: ceil(size / stride)
+    rows at the stem and after each downsampling (timm alone would drop the remainder)."""
+    model = _build('focalnet').eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 97, 141))
+    assert [tuple(y.shape[2:]) for y in outs] == [
+        (_ceil_halvings(math.ceil(97 / 4), i), _ceil_halvings(math.ceil(141 / 4), i))
+        for i in range(4)]
 
 
 def test_attention_is_explicit_only_while_traced():
@@ -389,3 +414,163 @@ def test_pretrained_without_checkpoint_is_an_error():
     model = _build('convnext', init_cfg=dict(type='Pretrained'))
     with pytest.raises(ValueError, match='checkpoint'):
         model.init_weights()
+
+
+# ---- the releases' own dense modules, converted by the suite's release converters -------
+# Sizes: one that needs no padding, and odd ones where every stage pads (Swin: to the window
+# grid; FocalNet: to the stride; Twins: to its windows, 61x93 also with the bottom pad 0).
+SIZES = [(224, 224), (100, 132), (61, 93)]
+TWINS_RELEASE = ('Meituan-AutoML/Twins', 'c1ff6714969ad8ef330e75cf97bd310f7488f529')
+FOCALNET_RELEASE = ('microsoft/FocalNet', 'e8514bdcfe1eb6e7e110403e9f2972c67dfed1c3')
+
+
+class _Holder(nn.Module):
+    """A detector / segmentor as far as convert_release sees it: only ``backbone``."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+
+
+def _converted(release, ours, layout):
+    holder = _Holder(ours)
+    out, _ = convert_release({f'backbone.{k}': v for k, v in release.state_dict().items()},
+                             holder, layout)
+    holder.load_state_dict(out)
+    return ours.eval()
+
+
+def _assert_stages_equal(release_outs, ours, x):
+    with torch.no_grad():
+        theirs, got = list(release_outs(x)), ours(x)
+    assert len(theirs) == len(got) == 4
+    for i, (a, b) in enumerate(zip(theirs, got)):
+        assert a.shape == b.shape, f'stage {i}: {tuple(a.shape)} vs {tuple(b.shape)}'
+        # float32 noise grows with depth and kernel size (FocalNet-T: 4e-5 of about 4)
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4, msg=lambda m, i=i: f'stage {i}: {m}')
+
+
+@pytest.fixture(scope='module')
+def mmdet_swin():
+    from mmdet.models.backbones import SwinTransformer
+    torch.manual_seed(0)
+    release = randomize_(SwinTransformer(embed_dims=32, depths=(2, 2, 2, 2),
+                                         num_heads=(1, 2, 4, 8), window_size=7,
+                                         out_indices=(0, 1, 2, 3)))
+    release.eval()  # (its train() returns None)
+    return release, _converted(release, _build('swin'), 'swin-mm')
+
+
+@pytest.mark.parametrize('size', SIZES)
+def test_swin_equals_mmdet_swin(mmdet_swin, size):
+    """mmdet's SwinTransformer (the OpenMMLab zoo's code; the official det/seg code pads and
+    shifts the same way) and ours, through the swin-mm converter, at every stage."""
+    release, ours = mmdet_swin
+    _assert_stages_equal(release, ours, torch.randn(1, 3, *size))
+
+
+def _import_release(path, name, stubs):
+    """Run one release file as module ``name``, with ``stubs`` (module name -> attributes)
+    standing in for the imports of its mm 0.x / timm 0.3 era; the file is not changed."""
+    saved = {k: sys.modules.get(k) for k in stubs}
+    try:
+        for mod_name, attrs in stubs.items():
+            mod = types.ModuleType(mod_name)
+            mod.__dict__.update(attrs)
+            sys.modules[mod_name] = mod
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        with warnings.catch_warnings():  # timm.models.layers is deprecated
+            warnings.simplefilter('ignore')
+            spec.loader.exec_module(module)
+        return module
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+class _Registry:
+    def register_module(self, *args, **kwargs):
+        return lambda cls: cls
+
+
+class _Timm032Block(nn.Module):
+    """timm 0.3.2's ``vision_transformer.Block`` (the version Twins pins) as far as gvt.py's
+    ``GroupBlock`` uses it: the positional constructor and the layers it keeps (it replaces
+    ``attn`` and has its own forward). timm 1.x's Block takes other positional arguments."""
+
+    def __init__(self, dim, num_heads, mlp_ratio=4., qkv_bias=False, qk_scale=None, drop=0.,
+                 attn_drop=0., drop_path=0., act_layer=nn.GELU, norm_layer=nn.LayerNorm):
+        from timm.layers import DropPath, Mlp
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.attn = nn.Identity()
+        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
+
+
+@pytest.fixture(scope='module')
+def twins_release(tmp_path_factory):
+    """The release's ALTGVT (Twins-SVT) at our shrunk sizes, as its alt_gvt_* build it."""
+    import mmseg.models  # noqa: F401  (imported before its builder is stubbed)
+    from timm.models import vision_transformer as vit
+    root = release_source(*TWINS_RELEASE, tmp_path_factory.mktemp('twins'),
+                          paths=('segmentation/gvt.py',))
+    gvt = _import_release(osp.join(root, 'segmentation', 'gvt.py'), 'twins_release_gvt', {
+        'mmcv.runner': dict(load_checkpoint=None),
+        'mmseg.models.builder': dict(BACKBONES=_Registry()),
+        'mmseg.utils': dict(get_root_logger=None),
+        'timm.models.vision_transformer': dict(Block=_Timm032Block, Attention=vit.Attention,
+                                               _cfg=vit._cfg)})
+    _, shrink, eps = FAMILIES['twins']
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        release = gvt.ALTGVT(
+            patch_size=4, embed_dims=list(shrink['embed_dims']),
+            num_heads=list(shrink['num_heads']), mlp_ratios=[4] * 4, qkv_bias=True,
+            norm_layer=partial(nn.LayerNorm, eps=eps), depths=list(shrink['depths']),
+            wss=[7] * 4, sr_ratios=[8, 4, 2, 1], extra_norm=True, drop_path_rate=0.)
+    release = randomize_(release).eval()
+    return release, _converted(release, _build('twins'), 'twins-official')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('size', SIZES)
+def test_twins_equals_its_release(twins_release, size):
+    """Twins' own segmentation backbone (gvt.py ``ALTGVT``, extra_norm: its norm_list feeds
+    the next stage; its local attention masks the window padding), through the
+    twins-official converter, at every stage."""
+    release, ours = twins_release
+    _assert_stages_equal(release.forward_features, ours, torch.randn(1, 3, *size))
+
+
+@pytest.fixture(scope='module')
+def focalnet_release(tmp_path_factory):
+    """The release's FocalNet-T as its Mask R-CNN configs build it (focal windows 9, 3
+    levels), imported as a module of a stand-in package for its ``..builder`` import."""
+    import mmdet.models  # noqa: F401  (imported before its utils are stubbed)
+    rel = 'detection/mmdet/models/backbones/focalnet.py'
+    root = release_source(*FOCALNET_RELEASE, tmp_path_factory.mktemp('focalnet'),
+                          paths=(rel,))
+    mod = _import_release(osp.join(root, rel), 'focalnet_release.backbones.focalnet', {
+        'focalnet_release': {}, 'focalnet_release.builder': dict(BACKBONES=_Registry()),
+        'mmcv_custom': dict(load_checkpoint=None), 'mmdet.utils': dict(get_root_logger=None)})
+    torch.manual_seed(0)
+    release = randomize_(mod.FocalNet(embed_dim=96, depths=[2, 2, 6, 2],
+                                      focal_windows=[9] * 4, focal_levels=[3] * 4,
+                                      drop_path_rate=0.))
+    release.eval()  # (its train() returns None)
+    ours = _build('focalnet', focal_windows=(9, 9, 9, 9), pad_pretrained_kernels=True)
+    return release, _converted(release, ours, 'focalnet-mm')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('size', SIZES)
+def test_focalnet_equals_its_det_release(focalnet_release, size):
+    release, ours = focalnet_release
+    _assert_stages_equal(release, ours, torch.randn(1, 3, *size))

@@ -19,6 +19,11 @@ with what an mm backbone is expected to offer:
   always_partition=True``: every odd block shifts its windows at any resolution, as in the
   Swin det/seg code (timm's default would drop the shift where a stage is no larger than
   one window, which is the case at 224x224 only);
+* the families' dense forward where timm's differs (``DENSE_CLASSES``: timm's modules with
+  a forward of their release's det/seg code, same parameters): Swin pads the map to the
+  window grid before the cyclic shift, FocalNet pads to its stride before each downsampling
+  and Twins keeps window padding out of its local attention; Twins' output norms also feed
+  the next stage, as its ``norm_list`` does (``NORM_FEEDS_NEXT``);
 * complexity counting: mmengine's FLOP counter (``tools/get_flops.py``) sees no MACs in
   PyTorch's fused ``scaled_dot_product_attention``, so while the model is traced timm's
   attention layers take their explicit ``q @ k`` / ``attn @ v`` path (the same math) and
@@ -37,7 +42,7 @@ import timm
 import torch
 import torch.nn.functional as F
 from timm.layers import PatchEmbed
-from timm.models import is_model_in_modules
+from timm.models import focalnet, is_model_in_modules, swin_transformer, twins
 from timm.models._features import FeatureGetterNet  # not re-exported by timm.models
 from torch import nn
 
@@ -55,6 +60,99 @@ __all__ = ['TimmBackbone']
 DENSE_DEFAULTS = {
     'swin_transformer': dict(strict_img_size=False, always_partition=True),
 }
+# timm modules whose output norm is part of the dense network: stage i+1 reads it
+NORM_FEEDS_NEXT = ('twins',)
+
+
+# ---- the families' dense forward, on timm's modules (same parameters) -----------------
+class SwinDenseBlock(swin_transformer.SwinTransformerBlock):
+    """Swin's det/seg code (official Swin-Transformer-Object-Detection / -Semantic-
+    Segmentation ``SwinTransformerBlock.forward``, mmdet/mmseg ``ShiftWindowMSA``) pads the
+    map to the window grid, then shifts it, with the shifted-window mask drawn on the padded
+    map. timm's ``_attn`` shifts the unpadded map and pads after, which moves the padding
+    into the middle of the shifted windows wherever a stage needs padding."""
+
+    def _attn(self, x):
+        _, h, w, c = x.shape
+        win_h, win_w = self.window_size
+        x = F.pad(x, (0, 0, 0, (-w) % win_w, 0, (-h) % win_h))
+        hp, wp = x.shape[1:3]
+        shift = tuple(self.shift_size)
+        mask = None
+        if any(shift):
+            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+            mask = self.get_attn_mask(x)  # timm's regions, on the padded map
+        windows = swin_transformer.window_partition(x, self.window_size)
+        windows = self.attn(windows.view(-1, self.window_area, c), mask=mask)
+        x = swin_transformer.window_reverse(windows.view(-1, win_h, win_w, c),
+                                            self.window_size, hp, wp)
+        if any(shift):
+            x = torch.roll(x, shifts=shift, dims=(1, 2))
+        return x[:, :h, :w].contiguous()
+
+
+class FocalNetDenseDownsample(focalnet.Downsample):
+    """FocalNet's det code (its ``PatchEmbed``, stem and between stages) pads the map
+    right/bottom to a multiple of the stride before the strided conv, so a stage has
+    ceil(size / stride) rows; timm's conv drops the remainder. Overlapping (conv-embed)
+    downsampling is left as timm has it: its 7x7 stem conv pads by 2, the det code's by 3."""
+
+    def forward(self, x):
+        if tuple(self.proj.padding) == (0, 0) and tuple(self.proj.kernel_size) == \
+                (self.stride, self.stride):
+            x = F.pad(x, (0, (-x.shape[3]) % self.stride, 0, (-x.shape[2]) % self.stride))
+        return super().forward(x)
+
+
+class TwinsDenseLocalAttn(twins.LocallyGroupedAttn):
+    """Twins' segmentation code (``GroupAttention.forward_mask`` of its ``gvt.py``, as
+    mmseg's ``LSAEntity``) biases attention between real tokens and the zeros that pad
+    the map to the window grid by -1000; timm attends to the zeros. The release marks the
+    padding with ``mask[:, -pad_b:, :]`` and ``mask[:, :, -pad_r:]``, and a slice ``-0:``
+    is the whole map: its mask only takes effect when both pads are positive."""
+
+    def forward(self, x, size):
+        b, n, c = x.shape
+        h, w = size
+        ws, heads = self.ws, self.num_heads
+        pad_b, pad_r = (-h) % ws, (-w) % ws
+        x = F.pad(x.view(b, h, w, c), (0, 0, 0, pad_r, 0, pad_b))
+        gh, gw = x.shape[1] // ws, x.shape[2] // ws
+        x = x.reshape(b, gh, ws, gw, ws, c).transpose(2, 3)
+        qkv = self.qkv(x).reshape(b, gh * gw, ws * ws, 3, heads, c // heads)
+        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # (b, groups, heads, ws*ws, d)
+        bias = None
+        if pad_b and pad_r:
+            bias = _padding_bias(h, w, gh, gw, ws, q)
+        if self.fused_attn:
+            x = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, dropout_p=self.attn_drop.p if self.training else 0.)
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1)
+            if bias is not None:
+                attn = attn + bias
+            x = self.attn_drop(attn.softmax(dim=-1)) @ v
+        x = x.transpose(2, 3).reshape(b, gh, gw, ws, ws, c).transpose(2, 3)
+        x = x.reshape(b, gh * ws, gw * ws, c)[:, :h, :w].reshape(b, n, c)
+        return self.proj_drop(self.proj(x))
+
+
+def _padding_bias(h, w, gh, gw, ws, like):
+    """(1, groups, 1, ws*ws, ws*ws): -1000 between a padding and a real token, else 0."""
+    pad = torch.ones(gh * ws, gw * ws, device=like.device, dtype=torch.bool)
+    pad[:h, :w] = False
+    pad = pad.view(gh, ws, gw, ws).transpose(1, 2).reshape(gh * gw, ws * ws)
+    differ = pad.unsqueeze(1) != pad.unsqueeze(2)
+    bias = torch.zeros(differ.shape, device=like.device, dtype=like.dtype)
+    return bias.masked_fill(differ, -1000.).unsqueeze(1).unsqueeze(0)
+
+
+#: timm class -> the subclass with its release's dense forward (instances are re-classed)
+DENSE_CLASSES = {
+    swin_transformer.SwinTransformerBlock: SwinDenseBlock,
+    focalnet.Downsample: FocalNetDenseDownsample,
+    twins.LocallyGroupedAttn: TwinsDenseLocalAttn,
+}
 
 
 @register_backbone
@@ -64,7 +162,8 @@ class TimmBackbone(DenseBackbone):
     Args:
         model_name: a timm model name (``timm.list_models()``).
         out_indices: which feature levels to return (timm's indices).
-        out_norm_eps: eps of a LayerNorm applied to each returned level; None: no norm.
+        out_norm_eps: eps of a LayerNorm applied to each returned level (Twins: to every
+            stage up to the last returned one, and the next stage reads it); None: no norm.
         frozen_stages: -1 (none), 0 (the stem) or n (stem and stages 0..n-1).
         norm_eval: keep BatchNorm layers in eval mode while training.
         with_cp: gradient checkpointing (timm's) of the blocks of every stage.
@@ -117,12 +216,19 @@ class TimmBackbone(DenseBackbone):
         for m in model.modules():  # any input size: pad to the patch size, right / bottom
             if isinstance(m, PatchEmbed) and not m.strict_img_size:
                 m.dynamic_img_pad = True
+            if type(m) in DENSE_CLASSES:
+                m.__class__ = DENSE_CLASSES[type(m)]
+        self.norm_feeds_next = any(is_model_in_modules(model_name, m) for m in NORM_FEEDS_NEXT)
         all_channels = [info['num_chs'] for info in model.feature_info.info]
         if out_norm_eps is None:
             self.out_norms = nn.ModuleList(nn.Identity() for _ in all_channels)
             self.out_channels = tuple(all_channels[i] for i in self.out_indices)
         else:
             self._build_out_norms(all_channels, lambda c: LayerNorm(c, eps=out_norm_eps))
+            if self.norm_feeds_next:  # a stage before the last output is normed too
+                for i in range(max(self.out_indices)):
+                    if isinstance(self.out_norms[i], nn.Identity):
+                        self.out_norms[i] = LayerNorm(all_channels[i], eps=out_norm_eps)
         # timm attention layers that use the fused kernel (see the module docstring)
         self._fused_attn = [m for m in model.modules() if getattr(m, 'fused_attn', None) is True]
         self._stages = self._stage_groups()
@@ -197,6 +303,8 @@ class TimmBackbone(DenseBackbone):
     # ---- forward --------------------------------------------------------------------
     def forward_stages(self, x):
         """timm's feature maps as NCHW, before the output norms."""
+        if self.norm_feeds_next:
+            return self._normed_chain(x, normed=False)
         feats = self.model(x)
         if self.channels_last:
             feats = [y.permute(0, 3, 1, 2) for y in feats]
@@ -218,6 +326,8 @@ class TimmBackbone(DenseBackbone):
                 m.fused_attn = True
 
     def _forward(self, x):
+        if self.norm_feeds_next:
+            return self._normed_chain(x)
         outs = []
         for i, y in zip(self.out_indices, self.forward_stages(x)):
             norm = self.out_norms[i]
@@ -225,6 +335,27 @@ class TimmBackbone(DenseBackbone):
                 y = norm(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
             outs.append(y)
         return tuple(outs)
+
+    def _normed_chain(self, x, normed=True):
+        """NCHW maps of the out indices, after (or before) the output norm, for Twins, whose dense
+        code (``norm_list`` of its gvt.py, mmseg's ``norm_after_stage``) hands the normed
+        tokens to the next stage; timm's ``forward_intermediates`` hands over the raw ones.
+        The stage is timm's: patch embedding, blocks, the position conv after the first."""
+        net, b = self.model.model, x.shape[0]
+        levels = []
+        for i in range(max(self.out_indices) + 1):
+            x, size = net.patch_embeds[i](x)
+            x = net.pos_drops[i](x)
+            for j, block in enumerate(net.blocks[i]):
+                x = block(x, size)
+                if j == 0:
+                    x = net.pos_block[i](x, size)
+            raw, x = x, self.out_norms[i](x)
+            x = x.reshape(b, *size, -1).permute(0, 3, 1, 2).contiguous()
+            if i in self.out_indices:
+                levels.append(x if normed else
+                              raw.reshape(b, *size, -1).permute(0, 3, 1, 2).contiguous())
+        return tuple(levels)
 
     # ---- pretrained weights (DenseBackbone.init_weights, with timm's file formats) -------
     @staticmethod
