@@ -1,5 +1,6 @@
 """tools/leaderboard.py: collection from run folders, broken runs skipped, atomic outputs."""
 import csv
+import hashlib
 import json
 import os
 import os.path as osp
@@ -16,16 +17,37 @@ leaderboard = load_tool('leaderboard')
 
 
 def _run(root, name, task='mmdet', metrics=None, **extra):
+    """A run folder as tools/test.py leaves it: a record with its provenance (schema
+    version 2) and the resolved config.py it names by digest; the config file the record
+    names is written beside the runs folder."""
     folder = osp.join(root, name)
     os.makedirs(folder)
     if metrics is None:
         metrics = ({'coco/bbox_mAP': 0.452, 'coco/bbox_mAP_50': 0.674, 'coco/bbox_mAP_75': 0.497,
                     'coco/segm_mAP': 0.409, 'coco/segm_mAP_50': 0.641, 'coco/segm_mAP_75': 0.440}
                    if task == 'mmdet' else {'mIoU': 47.61, 'mAcc': 58.0})
-    rec = dict(metrics=metrics, task=task, config=f'/x/{name}.py', world_size=8,
+    rec = dict(metrics=metrics, task=task, world_size=8,
                date='2026-11-25T10:00:00+00:00', schedule='12e', toy=False,
                backbone=dict(type='MambaOut', arch='tiny'), tta=False)
     rec.update(extra)
+    backbone = dict(rec['backbone'], model_name=None)
+    model = dict(backbone=backbone)
+    if rec['tta']:
+        model = dict(type='SegTTAModel', module=model)
+    text = f'default_scope = {task!r}\nmodel = {model!r}\n'
+    configs = osp.join(osp.dirname(root), 'configs')
+    os.makedirs(configs, exist_ok=True)
+    config = rec.setdefault('config', osp.join(configs, f'{name}.py'))
+    if not osp.isfile(config):
+        with open(config, 'w') as f:
+            f.write(text)
+    with open(osp.join(folder, 'config.py'), 'w') as f:
+        f.write(text)
+    rec.setdefault('record_version', 2)
+    rec.setdefault('source', 'test')
+    rec.setdefault('flags', [])
+    rec.setdefault('config_digest', hashlib.sha256(text.encode()).hexdigest())
+    rec.setdefault('checkpoint_sha256', hashlib.sha256(name.encode()).hexdigest())
     with open(osp.join(folder, 'metrics.json'), 'w') as f:
         json.dump(rec, f)
     return folder
@@ -223,10 +245,12 @@ def _record(tmp_path, metrics, partial=None, name='run'):
     from mmengine.config import Config
 
     from backbones.results.runs import write_run_record
-    cfg = Config.fromfile(osp.join(REPO, 'det_configs',
-                                   'mask-rcnn_mambaout-t_fpn_8xb2-amp-1x_coco.py'))
+    config = osp.join(REPO, 'det_configs', 'mask-rcnn_mambaout-t_fpn_8xb2-amp-1x_coco.py')
+    cfg = Config.fromfile(config)
     work_dir = str(tmp_path / name)
-    flags = write_run_record(work_dir, cfg, metrics, config='det.py', checkpoint='c.pth',
+    checkpoint = tmp_path / 'c.pth'
+    checkpoint.write_bytes(b'weights')
+    flags = write_run_record(work_dir, cfg, metrics, config=config, checkpoint=str(checkpoint),
                              tta=False, world_size=1, env={}, partial=partial)
     return work_dir, flags
 
@@ -288,3 +312,18 @@ def test_a_row_added_only_to_the_metadata_and_its_config_reaches_the_tables(
     table2 = open(osp.join(out, 'table2.md')).read()
     assert f'| MambaOut-Wide (`{config.name}`) | Conv | **61.5** | **301.2** |' in table2
     assert str(config) in toy_runs()  # and the main job's toy mode trains it
+
+
+def test_a_cell_the_paper_leaves_empty_shows_ours_alone():
+    """TransNeXt's MACs: the paper prints '-', ours fills the cell, marked as ours only; a
+    row outside the paper stays plain bold, a published cell keeps (paper, diff)."""
+    from backbones.results.tables import to_markdown
+    blank = {k: '' for k in ('size', 'config', 'token_mixing', 'params_m', 'macs_g',
+                             'params_m_paper', 'macs_g_paper', 'params_m_diff', 'macs_g_diff')}
+    blank.update({f'{c}{s}': '' for c in ('miou_ss', 'miou_ms') for s in ('', '_paper', '_diff')})
+    rows = [dict(blank, task='seg', size='tiny', backbone='TransNeXt-Tiny', source='published',
+                 params_m='58.52', params_m_paper='59', params_m_diff='-0.5', macs_g='977.7'),
+            dict(blank, task='seg', backbone='Ours-Only', source='ours', macs_g='12.5')]
+    text = to_markdown(rows, 'seg')
+    assert '| **58.52** (59, -0.5) | **977.7** (-, ours only) |' in text
+    assert '| **12.5** |' in text and '12.5** (-' not in text

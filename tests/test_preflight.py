@@ -518,3 +518,49 @@ def test_shipped_configs_pass_the_config_checks(toy_data):
 
 def test_tool_paths():
     assert osp.dirname(test_tool.__file__) == TOOLS == osp.dirname(train.__file__)
+
+
+def test_config_key_lists_are_the_ones_the_libraries_read():
+    """The hand-written key lists of the config checks (backbones/preflight/config.py) hold
+    only keys the pinned libraries (or our tools) read: a key no code reads would let its
+    typo through; a key missing from the list would be a false alarm on a shipped config
+    (test_shipped_configs_pass_the_config_checks)."""
+    import glob
+    import importlib
+    import inspect
+
+    import mmdet
+    import mmengine.config.config
+    import mmengine.runner.runner
+    import mmseg
+
+    from backbones.preflight.config import MODEL_CFG_KEYS, NMS_KEYS, RUNNER_KEYS
+
+    def source(paths):
+        return ''.join(open(p).read() for p in paths)
+    ours = source(glob.glob(osp.join(REPO, 'backbones', 'engine', '*.py')))
+    runner = inspect.getsource(mmengine.runner.runner) + inspect.getsource(
+        mmengine.config.config) + ours
+    for key in RUNNER_KEYS:
+        assert re.search(rf"'{key}'|\.{key}\b", runner), key
+    det_root = osp.dirname(mmdet.__file__)
+    det = source([osp.join(det_root, p) for p in (
+        'models/dense_heads/rpn_head.py', 'models/dense_heads/anchor_head.py',
+        'models/dense_heads/base_dense_head.py', 'models/roi_heads/standard_roi_head.py',
+        'models/roi_heads/bbox_heads/bbox_head.py', 'models/roi_heads/mask_heads/fcn_mask_head.py',
+        'structures/mask/mask_target.py', 'models/detectors/two_stage.py')])
+    det_base = open(osp.join(det_root, '.mim', 'configs', '_base_', 'models',
+                             'mask-rcnn_r50_fpn.py')).read()
+    for part, stages in MODEL_CFG_KEYS['TwoStageDetector'].items():
+        for stage, keys in stages.items():
+            assert re.search(rf"\b{stage}\b", det), stage
+            for key in keys:  # 'debug': in mmdet's own base config, read by nothing
+                assert re.search(rf"(\.|get\(|\[)'?{key}\b", det) if key != 'debug' \
+                    else re.search(rf"\b{key}=", det_base), (part, stage, key)
+    seg = open(osp.join(osp.dirname(mmseg.__file__), 'models', 'segmentors',
+                        'encoder_decoder.py')).read()
+    for key in MODEL_CFG_KEYS['EncoderDecoder']['test_cfg']:
+        assert re.search(rf"test_cfg(\.|\.get\('|\[')'?{key}\b", seg), key
+    nms = inspect.getsource(importlib.import_module('mmcv.ops.nms'))  # not mmcv.ops.nms, the
+    # function of that name
+    assert NMS_KEYS == {k for k in NMS_KEYS if re.search(rf"\b{k}\b", nms)}

@@ -156,9 +156,14 @@ def test_interrupted_run_resumes_to_identical_weights_and_metrics(
             assert f'holds iteration {step}' in log and osp.isfile(tmp_path / f'iter_{step}.pth')
     assert not osp.exists(tmp_path / spec['final'])
     step = _stopped_after(task, signum, log)
+    # the work dir lock (backbones/engine/lock.py) went with a clean stop; a SIGKILL leaves
+    # it behind, stale, and the resumed run takes it over, saying so
+    assert osp.exists(tmp_path / 'run.lock') == (signum == signal.SIGKILL)
 
     code, log = _run(_train_cmd(task, toy_data, tmp_path, '--resume'))
     assert code == 0, log[-4000:]
+    assert ('removed a stale lock' in log) == (signum == signal.SIGKILL)
+    assert not osp.exists(tmp_path / 'run.lock')
     assert_resumed_at(log, task, step)
     # The restart-from-scratch control: the reference is such a run, and ends with the
     # same weights (training is deterministic), but the check above rejects its log.

@@ -2,11 +2,14 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
                                  [--cfg-options k=v ...] [--launcher pytorch]
-                                 [--no-data-check | --full-data-check]
+                                 [--no-data-check | --full-data-check] [--allow CHECK ...]
 
 Before anything is written, the config, model, checkpoints and data are checked and every
-problem found is listed (backbones/preflight). SIGTERM or Ctrl-C stops after the current
-iteration and prints the command that resumes the run.
+problem found is listed (backbones/preflight); ``--allow CHECK`` lets one check with a
+legitimate exception through, keeping the others. The work dir is locked for the run's
+lifetime: a second run in it is refused, naming the first (backbones/engine/lock.py).
+SIGTERM or Ctrl-C stops after the current iteration and prints the command that resumes
+the run.
 
 Multi-GPU / multi-node: tools/dist_train.sh, tools/slurm_train.sh. On a machine without
 CUDA the same command runs on CPU: FP16 is replaced by fp32, DDP uses gloo (see
@@ -18,7 +21,7 @@ from backbones.engine.train import train
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction  # after backbones: its import quiets mmengine
+    from backbones.engine.launch import add_allow_argument, cfg_options_action
     parser = argparse.ArgumentParser(description='Train a detector or segmentor')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='directory for logs and checkpoints')
@@ -29,10 +32,11 @@ def parse_args(argv=None):
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from CKPT, or from the latest checkpoint in the '
                              'work dir when no path is given')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=cfg_options_action(),
                         help='override config settings, e.g. train_cfg.max_iters=10')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    add_allow_argument(parser)
     parser.add_argument('--no-data-check', action='store_true',
                         help='skip the dataset checks done before training (annotation '
                              'files, images, label maps); the config, model and '

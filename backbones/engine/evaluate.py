@@ -7,9 +7,11 @@ from mmengine.config import ConfigDict
 
 from ..datasets.walk import innermost_dataset
 from ..preflight import PreflightError, preflight
+from ..preflight.checks import checkpoint_unreadable
 from ..results.runs import PARTIAL_RECORD, write_run_record
 from .env import collect_env
 from .launch import default_work_dir, load_config, log_notes, setup_device
+from .train import claim_work_dir
 
 __all__ = ['evaluate']
 
@@ -46,11 +48,13 @@ def _apply_flags(cfg, args):
 
 def _preflight(cfg, args):
     """The pre-flight checks, the checkpoint fitting the model included; returns their
-    findings (``partial``: the key mismatch ``--allow-partial`` let through)."""
+    findings (``partial``: the key mismatch ``--allow-partial`` let through, ``allowed``:
+    the checks ``--allow`` let through)."""
     try:  # the backbone's ImageNet checkpoint is not needed to test a trained model
         return preflight(cfg, ('test',), checkpoint=args.checkpoint, pretrained=False,
                          fit_checkpoint=True, allow_partial=args.allow_partial,
-                         data=not args.no_data_check, full=args.full_data_check)
+                         data=not args.no_data_check, full=args.full_data_check,
+                         allow=getattr(args, 'allow', ()) or ())
     except PreflightError as err:
         sys.exit(f'error: {args.checkpoint} cannot be tested with {args.config}:\n{err}'
                  + ('\n(--allow-partial evaluates a checkpoint whose keys do not match; '
@@ -59,31 +63,38 @@ def _preflight(cfg, args):
 
 
 def evaluate(args):
-    """Evaluate ``args.checkpoint`` (tools/test.py's arguments) and write the run record."""
-    if not osp.isfile(args.checkpoint):
-        raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
+    """Evaluate ``args.checkpoint`` (tools/test.py's arguments) and write the run record.
+
+    As in training, the work dir is checked and locked (one run per work dir), after a
+    pre-flight that writes nothing when it refuses."""
+    unreadable = checkpoint_unreadable(args.checkpoint)
+    if unreadable:
+        raise SystemExit(f'error: {unreadable}')
     cfg = load_config(args.config, args.cfg_options)
     _apply_flags(cfg, args)
-    found = dict(partial='')
+    lock = claim_work_dir(cfg.work_dir, 'tools/test.py')
+    found = dict(partial='', allowed=[])
     if os.environ.get('LOCAL_RANK', '0') == '0':  # see backbones/engine/train.py
         found = _preflight(cfg, args)
 
-    notes = setup_device(cfg, args.launcher)
+    with lock:
+        notes = setup_device(cfg, args.launcher)
 
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    log_notes(notes)
-    if args.out and cfg.default_scope == 'mmdet':
-        from mmdet.evaluation import DumpDetResults
-        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
-    metrics = runner.test()
-    if runner.rank == 0:
-        flags = write_run_record(cfg.work_dir, cfg, metrics, config=args.config,
-                                 checkpoint=args.checkpoint, tta=args.tta,
-                                 world_size=runner.world_size, env=collect_env(),
-                                 partial=found['partial'] or None)
-        _report(runner, cfg, flags, found['partial'])
+        from mmengine.registry import RUNNERS
+        from mmengine.runner import Runner
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        log_notes(notes)
+        if args.out and cfg.default_scope == 'mmdet':
+            from mmdet.evaluation import DumpDetResults
+            runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+        metrics = runner.test()
+        if runner.rank == 0:
+            flags = write_run_record(cfg.work_dir, cfg, metrics, config=args.config,
+                                     checkpoint=args.checkpoint, tta=args.tta,
+                                     world_size=runner.world_size, env=collect_env(),
+                                     partial=found['partial'] or None,
+                                     allowed=found.get('allowed') or ())
+            _report(runner, cfg, flags, found['partial'])
 
 
 def _report(runner, cfg, flags, partial):

@@ -1,12 +1,14 @@
 """What ``tools/train.py`` does once its arguments are parsed."""
 import os
 import sys
+from contextlib import nullcontext
 
 from ..preflight import PreflightError, preflight
-from .launch import default_work_dir, load_config, log_notes, setup_device
+from .launch import default_work_dir, load_config, log_notes, setup_device, work_dir_problem
+from .lock import WorkDirLock, WorkDirLocked, check_unlocked
 from .resume import find_resume_checkpoint, remove_partial_writes
 
-__all__ = ['train']
+__all__ = ['train', 'claim_work_dir']
 
 
 def _apply_flags(cfg, args):
@@ -33,38 +35,76 @@ def _preflight(cfg, args):
     """The pre-flight checks; the checkpoint ``--resume`` continues must fit the model (a
     plain ``load_from`` may be partial on purpose, e.g. fine-tuning: only a warning)."""
     try:
-        preflight(cfg, ('train', 'val'), checkpoint=cfg.get('load_from'),
-                  data=not args.no_data_check, fit_checkpoint=True,
-                  allow_partial=not cfg.get('resume'),
-                  full=getattr(args, 'full_data_check', False))
+        return preflight(cfg, ('train', 'val'), checkpoint=cfg.get('load_from'),
+                         data=not args.no_data_check, fit_checkpoint=True,
+                         allow_partial=not cfg.get('resume'),
+                         full=getattr(args, 'full_data_check', False),
+                         allow=getattr(args, 'allow', ()) or ())
     except PreflightError as err:
         sys.exit(f'error: {args.config} cannot be trained as configured:\n{err}')
+
+
+def claim_work_dir(work_dir, tool):
+    """Before any check that takes time: the work dir can be used and no live run holds
+    it (writes nothing). Returns the lock to hold for the run's lifetime, taken only on
+    global rank 0 (other ranks and nodes never touch it): enter it once the pre-flight
+    has passed."""
+    if os.environ.get('RANK', '0') != '0':
+        return nullcontext()
+    problem = work_dir_problem(work_dir)
+    if problem:
+        sys.exit(f'error: {problem}')
+    try:
+        check_unlocked(work_dir)
+    except WorkDirLocked as err:
+        sys.exit(f'error: {err}')
+    return _Held(WorkDirLock(work_dir, tool))
+
+
+class _Held:
+    """The lock as a context manager whose refusal (a run that started between our check
+    and our claim) is the same clean error."""
+
+    def __init__(self, lock):
+        self.lock = lock
+
+    def __enter__(self):
+        try:
+            return self.lock.acquire()
+        except WorkDirLocked as err:
+            sys.exit(f'error: {err}')
+
+    def __exit__(self, *exc):
+        self.lock.release()
+        return False
 
 
 def train(args):
     """Train ``args.config`` (tools/train.py's arguments): pre-flight checks, then the Runner.
 
     Everything that can be checked before the Runner creates the work dir is checked first,
-    once per node; torchrun stops the other ranks when this one exits.
+    once per node; torchrun stops the other ranks when this one exits. The work dir is
+    then locked for the run's lifetime (one run per work dir, :mod:`.lock`).
     """
     cfg = load_config(args.config, args.cfg_options)
     _apply_flags(cfg, args)
+    lock = claim_work_dir(cfg.work_dir, 'tools/train.py')
     if os.environ.get('LOCAL_RANK', '0') == '0':
         _preflight(cfg, args)
-        if cfg.resume and os.environ.get('RANK', '0') == '0':
-            remove_partial_writes(cfg.work_dir)
-
-    notes = setup_device(cfg, args.launcher)
-
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
 
     from .hooks import STOP_SIGNALS, NonFiniteLossError, TrainingStopped, install_stop_signals
     install_stop_signals(cfg)  # before the loaders fork their workers (hooks.StopSignals)
     try:
-        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-        log_notes(notes)
-        _run(runner, cfg, args, TrainingStopped, NonFiniteLossError)
+        with lock:
+            if cfg.resume and os.environ.get('RANK', '0') == '0':
+                remove_partial_writes(cfg.work_dir)
+            notes = setup_device(cfg, args.launcher)
+
+            from mmengine.registry import RUNNERS
+            from mmengine.runner import Runner
+            runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+            log_notes(notes)
+            _run(runner, cfg, args, TrainingStopped, NonFiniteLossError)
     finally:
         STOP_SIGNALS.uninstall()
 

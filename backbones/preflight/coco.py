@@ -110,6 +110,33 @@ def _box_fault(ann, img):
     return None, False
 
 
+def _mask_fault(ann):
+    """Why ``ann`` gives no mask to mmdet's LoadAnnotations(with_mask=True), or None."""
+    seg = ann.get('segmentation')
+    if not seg:
+        return 'no segmentation (mmdet fails with KeyError: \'mask\' at the first batch)'
+    if isinstance(seg, dict):
+        return None if 'counts' in seg and 'size' in seg else 'an RLE without counts/size'
+    if not isinstance(seg, list) or not any(
+            isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 for p in seg):
+        return ('no polygon of at least 3 points (mmdet would ignore the object without a '
+                'word)')
+    return None
+
+
+def _check_masks(path, anns):
+    faults = {}
+    for ann in anns:
+        if ann.get('iscrowd'):
+            continue
+        why = _mask_fault(ann)
+        if why:
+            faults.setdefault(why, []).append(str(ann['id']))
+    return [f'{path}: {len(ids)} of {len(anns)} annotations have {why}, but the pipeline '
+            f'loads masks (LoadAnnotations with_mask=True, a Mask R-CNN): annotation ids '
+            f'{_examples(ids)}' for why, ids in faults.items()]
+
+
 def _check_annotations(path, anns, images, cat_ids, warnings):
     problems = []
     bad = [a for a in anns if not isinstance(a, dict) or not _ANN_KEYS <= set(a)]
@@ -139,7 +166,7 @@ def _check_annotations(path, anns, images, cat_ids, warnings):
     for why, items in faults.items():
         problems.append(f'{path}: {len(items)} of {len(good)} boxes are {why} (mmdet would '
                         f'drop them silently); annotation id and bbox [x, y, w, h]: '
-                        f'{_examples(items)}')
+                        f'{_examples(items)} [--allow bad-boxes]')
     if degenerate and warnings is not None:
         warnings.append(f'{path}: {len(degenerate)} of {len(good)} boxes are under one pixel '
                         f'wide or high (or have area 0); mmdet ignores them in training, '
@@ -147,8 +174,10 @@ def _check_annotations(path, anns, images, cat_ids, warnings):
     return problems
 
 
-def check_coco(data, path, classes=None, require_annotations=True, warnings=None):
-    """Problems with the parsed COCO file ``data`` (see the module docstring)."""
+def check_coco(data, path, classes=None, require_annotations=True, warnings=None,
+               with_mask=False):
+    """Problems with the parsed COCO file ``data`` (see the module docstring);
+    ``with_mask``: the pipeline loads instance masks, so every object needs one."""
     problems = _check_categories(path, data['categories'])
     image_problems, images = _check_images(path, data['images'])
     problems += image_problems
@@ -160,6 +189,9 @@ def check_coco(data, path, classes=None, require_annotations=True, warnings=None
                         f'concatenate")')
     cat_ids = {c['id'] for c in data['categories'] if isinstance(c, dict) and 'id' in c}
     problems += _check_annotations(path, data['annotations'], images, cat_ids, warnings)
+    if with_mask:
+        problems += _check_masks(path, [a for a in data['annotations']
+                                        if isinstance(a, dict) and _ANN_KEYS <= set(a)])
     names = {c.get('name') for c in data['categories'] if isinstance(c, dict)}
     if classes is not None and not problems:
         absent = [c for c in classes if c not in names]

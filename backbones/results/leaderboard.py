@@ -3,7 +3,12 @@
 Inputs: ``results/paper/table{2,3}_*.csv`` (the published numbers), our measured Params /
 MACs (``results/complexity.csv``), the run records (:mod:`.runs`) and the backbone metadata
 (:mod:`backbones.metadata`). Runs on the toy datasets only fill the ``toy_*`` columns of
-rows of their own, so they never mix with COCO / ADE20K numbers.
+rows of their own, so they never mix with COCO / ADE20K numbers. A released checkpoint
+re-evaluated by ``tools/reproduce.py release`` (record ``source: release``) fills the third
+value of its row, ``<metric>_release`` and ``<metric>_release_diff`` (re-evaluated minus
+published; where the paper's cell is empty, minus the number the release published for that
+column, results/releases.csv), beside the published and the retrained ones; a release
+evaluated on toy data is a pipeline check and is left out.
 """
 import csv
 import io
@@ -11,7 +16,7 @@ import os.path as osp
 
 from ..engine.fileio import write_file_atomic
 from ..engine.launch import REPO
-from ..metadata import load_rows, row_for_config
+from ..metadata import RELEASES_CSV, load_releases, load_rows, row_for_config
 from .plot import plot
 from .runs import DET_METRICS, collect_runs
 from .tables import to_markdown
@@ -27,7 +32,8 @@ TOY_COLS = ['toy_ap_box', 'toy_ap_box_50', 'toy_ap_mask', 'toy_miou']
 COLUMNS = (['task', 'size', 'backbone', 'token_mixing', 'source', 'config',
             'params_m', 'macs_g', 'params_m_paper', 'macs_g_paper', 'params_m_diff', 'macs_g_diff']
            + [c for m in METRIC_COLS for c in (m, f'{m}_paper', f'{m}_diff')]
-           + TOY_COLS + ['gpus', 'schedule', 'date', 'run'])
+           + [c for m in METRIC_COLS for c in (f'{m}_release', f'{m}_release_diff')]
+           + ['release_run'] + TOY_COLS + ['gpus', 'schedule', 'date', 'run'])
 
 
 def read_paper():
@@ -93,6 +99,10 @@ def build_rows(paper, runs, complexity, configs_by_row):
             rows.append(row)
             by_key[(task, name)] = row
     for run in sorted(runs, key=lambda r: r['date']):  # the latest run of a row wins
+        if run.get('source') == 'release':
+            if not run['toy']:  # on toy data a release run only checks the pipeline
+                _fill_release(rows, by_key, run)
+            continue
         if run['toy']:
             key = (run['task'], run['backbone'], 'toy')
             if key not in by_key:
@@ -124,11 +134,39 @@ def build_rows(paper, runs, complexity, configs_by_row):
                 row['miou_ms' if run['tta'] else 'miou_ss'] = run['values']['miou']
         row.update(config=run['config'] or row['config'], gpus=run['gpus'],
                    schedule=run['schedule'], date=run['date'], run=run['run'])
+    published = _release_published()
     for row in rows:
         _fill_complexity(row, complexity)
         for col in METRIC_COLS:
             row[f'{col}_diff'] = _diff(row[col], row[f'{col}_paper'])
+            ref = row[f'{col}_paper'] if row[f'{col}_paper'] != '' else \
+                published.get((row['task'], row['backbone']), {}).get(col, '')
+            row[f'{col}_release_diff'] = _diff(row[f'{col}_release'], ref)
     return rows
+
+
+def _release_published():
+    """(task, row) -> the metrics its release published (results/releases.csv)."""
+    if not osp.isfile(RELEASES_CSV):
+        return {}
+    return {(r.task, r.row): r.metrics for r in load_releases()}
+
+
+def _fill_release(rows, by_key, run):
+    key = (run['task'], run['backbone'])
+    if key not in by_key:
+        row = dict.fromkeys(COLUMNS, '')
+        row.update(task=run['task'], size=run['size'], backbone=run['backbone'],
+                   token_mixing=run['token_mixing'], source='release')
+        rows.append(row)
+        by_key[key] = row
+    row = by_key[key]
+    if run['task'] == 'det':
+        row.update({f'{c}_release': v for c, v in run['values'].items()})
+    else:
+        row['miou_ms_release' if run['tta'] else 'miou_ss_release'] = run['values']['miou']
+    runs = [r for r in row['release_run'].split(';') if r] + [run['run']]
+    row['release_run'] = ';'.join(sorted(set(runs)))
 
 
 def to_csv(rows):
@@ -139,10 +177,18 @@ def to_csv(rows):
     return buf.getvalue()
 
 
-def write_leaderboard(runs_dir, complexity_csv, out_dir, log=print):
+def write_leaderboard(runs_dir, complexity_csv, out_dir, log=print, strict=False):
     """Collect ``runs_dir`` and write ``leaderboard.csv``, ``table2.md``, ``table3.md`` and
-    ``ap_vs_macs.png`` into ``out_dir``, each atomically. Returns (runs, rows)."""
-    runs = collect_runs(runs_dir, log=log)
+    ``ap_vs_macs.png`` into ``out_dir``, each atomically. Returns (runs, rows).
+
+    Every record passes the schema (:mod:`.schema`); one that fails is listed and left out,
+    or, with ``strict``, is an error (SystemExit naming each) and nothing is written."""
+    skipped = []
+    runs = collect_runs(runs_dir, log=log, skipped=skipped)
+    if strict and skipped:
+        raise SystemExit(f'error: --strict: {len(skipped)} run records in {runs_dir} cannot '
+                         f'be used; nothing was written:\n' + '\n'.join(
+                             f'  - {name}: {why}' for name, why in skipped))
     rows = build_rows(read_paper(), runs, read_complexity(complexity_csv), configs_by_row())
     write_file_atomic(to_csv(rows), osp.join(out_dir, 'leaderboard.csv'))
     write_file_atomic(to_markdown(rows, 'det'), osp.join(out_dir, 'table2.md'))

@@ -1,4 +1,5 @@
-"""AP box (Table 2) and mIoU (Table 3) against MACs, one line per backbone family."""
+"""AP box (Table 2) and mIoU (Table 3) against MACs, one line per backbone family; released
+checkpoints re-evaluated by the suite are marked with a cross in their family's colour."""
 import io
 
 from ..metadata import family_styles
@@ -23,7 +24,7 @@ def plot(rows):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, task, metric, label in ((axes[0], 'det', 'ap_box', 'COCO AP$^b$ (Mask R-CNN 1x)'),
                                     (axes[1], 'seg', 'miou_ss', 'ADE20K mIoU (UperNet 160k)')):
-        by_family = {}
+        by_family, released = {}, []
         for r in rows:
             if r['task'] != task or r['source'] == 'toy':
                 continue
@@ -34,6 +35,9 @@ def plot(rows):
                     continue
                 by_family.setdefault((_family(r['backbone'], styles), ours), []).append(
                     (float(x), float(y), r['backbone']))
+            y, x = r.get(f'{metric}_release'), r['macs_g'] or r['macs_g_paper']
+            if y not in ('', None) and x not in ('', None):
+                released.append((float(x), float(y), _family(r['backbone'], styles)))
         for (family, ours), pts in sorted(by_family.items()):
             colour, marker = styles.get(family, ('0.6', '.'))
             pts.sort()
@@ -41,6 +45,10 @@ def plot(rows):
                     linestyle='-' if family != 'other' else 'none',
                     markerfacecolor='none' if ours else colour,
                     label=f"{family}{' (ours)' if ours else ''}")
+        for i, (x, y, family) in enumerate(released):
+            ax.plot([x], [y], marker='x', markersize=8, linestyle='none',
+                    color=styles.get(family, ('0.6', '.'))[0],
+                    label='released checkpoint, re-evaluated' if i == 0 else None)
         ax.set_xlabel('MACs (G)')
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

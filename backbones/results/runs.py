@@ -1,10 +1,12 @@
 """Run records: ``metrics.json`` as tools/test.py writes it and the leaderboard reads it.
 
-One place for the record's schema: :func:`write_run_record` writes it (atomically),
-:func:`load_run` parses and validates it. A record that cannot be used raises
-:class:`RunError` with the reason; it is reported and skipped, never filled in. That
-includes a result :func:`result_flags` flags (NaN, all zero) and a run evaluated with
-``--allow-partial``, whose record is written to :data:`PARTIAL_RECORD` instead.
+:func:`write_run_record` writes it (atomically), :func:`load_run` parses it and validates
+it against the one schema (:mod:`.schema`: fields, types, units, provenance, the run's
+config). A record that cannot be used raises :class:`RunError` with every reason; it is
+reported and skipped, never filled in. That includes a result :func:`result_flags` flags
+(NaN, all zero) and a run evaluated with ``--allow-partial``, whose record is written to
+:data:`PARTIAL_RECORD` instead. :func:`stamp_record` lets another writer (``reproduce.py
+release``) change the ``source`` of a record tools/test.py wrote, validated again.
 """
 import datetime
 import json
@@ -15,16 +17,18 @@ import os.path as osp
 from ..datasets.toy_data import TOY_MARKER
 from ..datasets.walk import innermost_dataset
 from ..engine.fileio import write_file_atomic
-from ..metadata import row_for_backbone, row_for_config
+from ..metadata import load_rows, row_for_backbone, row_for_config
+from .schema import (
+    DET_METRICS,
+    RECORD_VERSION,
+    SEG_METRICS,
+    config_ref,
+    file_sha256,
+    validate_run,
+)
 
 __all__ = ['RunError', 'load_run', 'collect_runs', 'write_run_record', 'run_description',
-           'result_flags', 'DET_METRICS', 'SEG_METRICS', 'PARTIAL_RECORD']
-
-# metric columns: name -> key in mmdet/mmseg metrics
-DET_METRICS = {'ap_box': 'coco/bbox_mAP', 'ap_box_50': 'coco/bbox_mAP_50',
-               'ap_box_75': 'coco/bbox_mAP_75', 'ap_mask': 'coco/segm_mAP',
-               'ap_mask_50': 'coco/segm_mAP_50', 'ap_mask_75': 'coco/segm_mAP_75'}
-SEG_METRICS = {'miou': 'mIoU'}
+           'result_flags', 'stamp_record', 'DET_METRICS', 'SEG_METRICS', 'PARTIAL_RECORD']
 #: Where tools/test.py --allow-partial puts its record: never collected.
 PARTIAL_RECORD = 'metrics.partial.json'
 
@@ -79,24 +83,30 @@ def _is_finite_number(value):
 
 
 def write_run_record(work_dir, cfg, metrics, config, checkpoint, tta, world_size, env,
-                     partial=None):
+                     partial=None, allowed=(), source='test', **extra):
     """``config.py``, ``env.json`` and ``metrics.json`` of a finished evaluation; returns
     the result's flags (:func:`result_flags`), which the record carries too.
 
     ``partial``: the key mismatch of a checkpoint evaluated with ``--allow-partial``; such
-    a record goes to :data:`PARTIAL_RECORD`, never to ``metrics.json``.
+    a record goes to :data:`PARTIAL_RECORD`, never to ``metrics.json``. ``allowed``: the
+    pre-flight checks let through (``--allow``). ``source`` and ``extra`` fields: see
+    :mod:`.schema` (``imported`` records also need ``origin``).
     """
     os.makedirs(work_dir, exist_ok=True)
-    cfg.dump(osp.join(work_dir, 'config.py'))
+    config_py = osp.join(work_dir, 'config.py')
+    write_file_atomic(cfg.pretty_text, config_py)
     write_json_atomic(osp.join(work_dir, 'env.json'), env)
     plain = {k: _plain(v) for k, v in metrics.items()}
     flags = result_flags(cfg.default_scope, plain)
     record = dict(
+        record_version=RECORD_VERSION, source=source,
         metrics=plain, flags=flags,
-        config=osp.abspath(config), checkpoint=osp.abspath(checkpoint),
-        task=cfg.default_scope, tta=tta, world_size=world_size,
+        config=config_ref(config), config_digest=file_sha256(config_py),
+        checkpoint=osp.abspath(checkpoint) if osp.exists(checkpoint) else checkpoint,
+        checkpoint_sha256=extra.pop('checkpoint_sha256', None) or file_sha256(checkpoint),
+        task=cfg.default_scope, tta=bool(tta), world_size=int(world_size),
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-        **run_description(cfg))
+        allowed_checks=sorted(allowed), **run_description(cfg), **extra)
     if partial:
         record['partial_checkpoint'] = partial
     write_json_atomic(osp.join(work_dir, PARTIAL_RECORD if partial else 'metrics.json'),
@@ -108,15 +118,21 @@ class RunError(ValueError):
     """A run folder that cannot be used (reported and skipped)."""
 
 
+def stamp_record(folder, **fields):
+    """Set ``fields`` (e.g. ``source='release'`` and the release's details) in the record
+    of ``folder``, validated by the schema before it is written (atomically)."""
+    path = osp.join(folder, 'metrics.json')
+    with open(path) as f:
+        rec = json.load(f)
+    rec.update(fields)
+    problems = validate_run(folder, rec)
+    if problems:
+        raise RunError('; '.join(problems))
+    write_json_atomic(path, rec)
+    return rec
+
+
 # ---- inputs ---------------------------------------------------------------------------
-def _number(value, what):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RunError(f'{what} is {value!r}, not a number')
-    if value != value or value in (float('inf'), float('-inf')):
-        raise RunError(f'{what} is not finite')
-    return float(value)
-
-
 def _row_of(config, key):
     """The metadata row of a run: by its config file, unless the record says it built
     another backbone (e.g. ``--cfg-options model.backbone.arch=...``)."""
@@ -139,41 +155,42 @@ def load_run(folder):
             rec = json.load(f)
     except (OSError, ValueError) as err:
         raise RunError(f'metrics.json is not valid JSON ({err})') from None
-    if not isinstance(rec, dict) or not isinstance(rec.get('metrics'), dict):
-        raise RunError("metrics.json has no 'metrics' object")
-    task = {'mmdet': 'det', 'mmseg': 'seg'}.get(rec.get('task'))
-    if task is None:
-        raise RunError(f"metrics.json task is {rec.get('task')!r}, not mmdet / mmseg")
-    if rec.get('flags'):
+    if isinstance(rec, dict) and rec.get('flags') and isinstance(rec['flags'], list):
         raise RunError(f'flagged by tools/test.py: {"; ".join(map(str, rec["flags"]))}')
-    if rec.get('partial_checkpoint'):
+    if isinstance(rec, dict) and rec.get('partial_checkpoint'):
         raise RunError('evaluated with --allow-partial (checkpoint did not fit the model)')
-    needed = DET_METRICS if task == 'det' else SEG_METRICS
-    values = {}
-    for col, key in needed.items():
-        if key not in rec['metrics']:
-            raise RunError(f'metrics.json lacks {key}')
-        values[col] = _number(rec['metrics'][key], key)
-    flags = result_flags(task, rec['metrics'])  # also for records written before the flags
+    problems = validate_run(folder, rec)  # every field, unit and provenance (.schema)
+    if problems:
+        raise RunError('; '.join(problems))
+    task = {'mmdet': 'det', 'mmseg': 'seg'}[rec['task']]
+    flags = result_flags(task, rec['metrics'])
     if flags:
         raise RunError(flags[0])
+    needed = DET_METRICS if task == 'det' else SEG_METRICS
+    values = {col: float(rec['metrics'][key]) for col, key in needed.items()}
     # mmdet reports AP in [0, 1], the paper in percent; mmseg's mIoU is already percent.
     values = {c: round(v * 100, 1) if task == 'det' else round(v, 2) for c, v in values.items()}
     backbone = rec.get('backbone') or {}
     key = (backbone.get('type'), backbone.get('arch'))
     row = _row_of(str(rec.get('config', '')), key)
+    release = rec.get('release') if rec['source'] == 'release' else None
+    if isinstance(release, dict) and isinstance(release.get('row'), str):
+        # a re-evaluated release names its table row (its config may be a release/ variant)
+        row = next((r for r in load_rows() if r.backbone == release['row']), None)
+        backbone = dict(backbone, model_name=release['row'])
     name = row.backbone if row else (backbone.get('model_name') or
                                      '-'.join(str(k) for k in key if k) or 'unknown')
     return dict(task=task, size=row.size if row else '', backbone=name, values=values,
-                tta=bool(rec.get('tta')),
+                tta=rec['tta'], source=rec['source'],
                 toy=bool(rec.get('toy')), config=osp.basename(str(rec.get('config', ''))),
                 gpus=rec.get('world_size', ''), schedule=rec.get('schedule', ''),
                 date=str(rec.get('date', '')), run=osp.basename(folder.rstrip('/')),
                 token_mixing=row.token_mixing if row else '')
 
 
-def collect_runs(runs_dir, log=print):
-    """Every usable run below ``runs_dir`` (one folder each); the others are logged."""
+def collect_runs(runs_dir, log=print, skipped=None):
+    """Every usable run below ``runs_dir`` (one folder each); the others are logged (and
+    appended to ``skipped`` as ``(folder name, reason)``)."""
     runs = []
     if not osp.isdir(runs_dir):
         log(f'[leaderboard] no runs folder {runs_dir}: published numbers only')
@@ -186,4 +203,6 @@ def collect_runs(runs_dir, log=print):
             runs.append(load_run(folder))
         except RunError as err:
             log(f'[leaderboard] skipped run {name}: {err}')
+            if skipped is not None:
+                skipped.append((name, str(err)))
     return runs

@@ -1,4 +1,5 @@
-"""Tables 2 and 3 as Markdown: published numbers, ours in bold beside them.
+"""Tables 2 and 3 as Markdown: published numbers, ours in bold beside them, and the released
+checkpoints re-evaluated by the suite in square brackets.
 
 A published row the suite does not measure (no config) whose family has a reason in
 ``results/unmeasured.csv`` (columns ``family,reason``) gets a footnote saying why; the row's
@@ -32,12 +33,19 @@ def _footnote_id(family):
     return re.sub(r'[^a-z0-9]', '', family.lower()) or 'x'
 
 
-def _cell(ours, paper, diff):
+def _cell(ours, paper, diff, paper_row=False):
+    """``paper_row``: the paper prints this row, so an empty published cell is its "-" (e.g.
+    TransNeXt's MACs) and ours alone fills it: marked ``(-, ours only)``."""
     if ours in ('', None):
         return str(paper) if paper not in ('', None) else '-'
     if paper in ('', None):
-        return f'**{ours}**'
+        return f'**{ours}** (-, ours only)' if paper_row else f'**{ours}**'
     return f'**{ours}** ({paper or "-"}, {diff or "n/a"})'
+
+
+def _release(value, diff):
+    """The re-evaluated release, appended to a metric cell: ``[value, diff]``."""
+    return '' if value in ('', None) else f' [{value}, {diff or "n/a"}]'
 
 
 def to_markdown(rows, task):
@@ -54,7 +62,11 @@ def to_markdown(rows, task):
     head = ['Backbone', 'Token mixing', 'Params (M)', 'MACs (G)'] + [m[0] for m in metrics]
     lines = [f'# {title}', '',
              'Published numbers as printed in the paper. Where we measured a value it is shown in '
-             'bold, with the published one and our difference in brackets: **ours** (paper, diff). '
+             'bold, with the published one and our difference in brackets: **ours** (paper, diff); '
+             'where the paper prints "-", ours alone: **ours** (-, ours only). '
+             'In square brackets: the checkpoint the authors released, re-evaluated through the '
+             "suite's model and test pipeline (`python tools/reproduce.py release`), and its "
+             'difference to the published number: [re-evaluated, re-evaluated - published]. '
              'Written by `python tools/leaderboard.py`.', '',
              '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     table_rows = [r for r in rows if r['task'] == task and r['source'] != 'toy']
@@ -71,11 +83,14 @@ def to_markdown(rows, task):
             if not r['config'] and family in reasons:
                 notes.setdefault(family, []).append(r['backbone'])
                 name += f'[^{_footnote_id(family)}]'
+            paper_row = bool(r['params_m_paper'])  # every row of the paper prints Params
             cells = [name,
                      r['token_mixing'] or '-',
-                     _cell(r['params_m'], r['params_m_paper'], r['params_m_diff']),
-                     _cell(r['macs_g'], r['macs_g_paper'], r['macs_g_diff'])]
-            cells += [_cell(r[c], r[f'{c}_paper'], r[f'{c}_diff']) for _, c in metrics]
+                     _cell(r['params_m'], r['params_m_paper'], r['params_m_diff'], paper_row),
+                     _cell(r['macs_g'], r['macs_g_paper'], r['macs_g_diff'], paper_row)]
+            cells += [_cell(r[c], r[f'{c}_paper'], r[f'{c}_diff'], paper_row)
+                      + _release(r.get(f'{c}_release'), r.get(f'{c}_release_diff'))
+                      for _, c in metrics]
             lines.append('| ' + ' | '.join(cells) + ' |')
     if notes:
         lines += ['', 'Rows without a config are not measured; why:', '']
