@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from backbones.engine.checkpoint import CheckpointError
 from backbones.models.cswin import CSWin, LePEAttention
-from conftest import REPO, randomize_, release_source, run_tool
+from conftest import REPO, call_tool, randomize_, release_source
 
 pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
@@ -331,7 +331,7 @@ def test_convert_checkpoint_tool(tmp_path):
     release = release_state_dict(CSWin('tiny'), dense=True)
     src, dst = tmp_path / 'upernet_cswin_tiny.pth', tmp_path / 'out' / 'cswin_tiny.pth'
     torch.save({'state_dict': {f'backbone.{k}': v for k, v in release.items()}}, src)
-    proc = run_tool(osp.join(REPO, 'tools', 'convert_checkpoint.py'), src, dst,
+    proc = call_tool('convert_checkpoint', src, dst,
                     '--backbone', 'CSWin', '--arch', 'tiny', '--prefix', 'backbone.')
     assert '21.81M params' in proc.stdout
     model = CSWin('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(dst)))

@@ -22,11 +22,10 @@ from backbones.models.efficientvmamba import AtrousScan2x2, EfficientSS2D, Effic
 from backbones.ops import scan_triton
 from backbones.ops.reference import reference_scan
 from backbones.ops.routes import get_scan_route
-from conftest import REPO, randomize_, run_tool
+from conftest import REPO, call_tool, randomize_
 
 DET = osp.join(REPO, 'det_configs', 'mask-rcnn_efficientvmamba-b_fpn_8xb2-amp-1x_coco.py')
 SEG = osp.join(REPO, 'seg_configs', 'upernet_efficientvmamba-b_8xb2-amp-160k_ade20k-512x512.py')
-CONVERT = osp.join(REPO, 'tools', 'convert_checkpoint.py')
 
 SIZES = {'tiny': ((2, 2, 4, 2), 48), 'small': ((2, 2, 4, 2), 64), 'base': ((2, 2, 9, 2), 96)}
 # The release's classification models without the linear head (they keep the classifier
@@ -415,7 +414,7 @@ def test_convert_checkpoint_tool(tmp_path):
     reference, sd = release_state_dict('tiny')
     src, dst = tmp_path / 'efficient_vmamba_tiny.ckpt', tmp_path / 'out' / 'tiny.pth'
     torch.save({'state_dict': sd}, src)
-    run_tool(CONVERT, src, dst, '--backbone', 'EfficientVMamba', '--arch', 'tiny')
+    call_tool('convert_checkpoint', src, dst, '--backbone', 'EfficientVMamba', '--arch', 'tiny')
     model = EfficientVMamba('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
     model.init_weights()
     _assert_loaded(model, reference)

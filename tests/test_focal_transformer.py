@@ -18,7 +18,7 @@ from torch import nn
 
 from backbones.engine.checkpoint import CheckpointError, load_state_dict_strict
 from backbones.models.focal_transformer import FocalTransformer, neighbour_offsets, to_windows
-from conftest import REPO, randomize_, release_source, run_tool
+from conftest import REPO, call_tool, randomize_, release_source
 
 pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
@@ -317,7 +317,7 @@ def test_convert_checkpoint_tool(tmp_path):
     src = tmp_path / 'focal-mini-useconv-is224-ws7.pth'
     dst = tmp_path / 'out' / 'focal-mini-useconv.pth'
     torch.save({'model': release}, src)
-    proc = run_tool(osp.join(REPO, 'tools', 'convert_checkpoint.py'), src, dst,
+    proc = call_tool('convert_checkpoint', src, dst,
                     '--backbone', 'FocalTransformer', '--arch', repr(MINI))
     norms = sum(p.numel() for p in model.out_norms.parameters())
     n = sum(p.numel() for p in model.parameters()) - norms  # all but the output norms

@@ -23,7 +23,7 @@ from backbones.models.hornet import (
     HorNet,
     HorNetLayerDecayOptimWrapperConstructor,
 )
-from conftest import REPO, load_tool, randomize_, release_source, run_tool
+from conftest import REPO, call_tool, load_tool, randomize_, release_source
 
 pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
@@ -342,7 +342,7 @@ def test_convert_checkpoint_tool(tmp_path, capsys):
     release = release_state_dict(HorNet('tiny-gf'))
     src, dst = tmp_path / 'hornet_tiny_gf.pth', tmp_path / 'out' / 'hornet_tiny_gf.pth'
     torch.save({'model': release}, src)
-    proc = run_tool(osp.join(REPO, 'tools', 'convert_checkpoint.py'), src, dst,
+    proc = call_tool('convert_checkpoint', src, dst,
                     '--backbone', 'HorNet', '--arch', 'tiny-gf')
     assert '22.48M params' in proc.stdout
     model = HorNet('tiny-gf', gf_sizes=SEG_GF,

@@ -18,7 +18,7 @@ from test_dcnv3 import load_release
 
 from backbones.engine.checkpoint import CheckpointError
 from backbones.models.internimage import InternImage, InternImageBlock
-from conftest import REPO, randomize_, run_tool
+from conftest import REPO, call_tool, randomize_
 
 pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
@@ -325,7 +325,7 @@ def test_convert_checkpoint_tool(tmp_path):
     release = release_state_dict(InternImage('tiny'), layer_scale=False)
     src, dst = tmp_path / 'internimage_t_1k_224.pth', tmp_path / 'out' / 'internimage_t.pth'
     torch.save({'model': release}, src)
-    proc = run_tool(osp.join(REPO, 'tools', 'convert_checkpoint.py'), src, dst,
+    proc = call_tool('convert_checkpoint', src, dst,
                     '--backbone', 'InternImage', '--arch', 'tiny')
     assert '28.77M params' in proc.stdout
     model = InternImage('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(dst)))

@@ -25,7 +25,7 @@ from backbones.models.localvmamba import (
 )
 from backbones.ops.reference import reference_scan
 from backbones.ops.routes import SCAN_ROUTES, get_scan_route
-from conftest import REPO, randomize_, run_tool
+from conftest import REPO, call_tool, randomize_
 
 pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
@@ -414,7 +414,7 @@ def test_convert_checkpoint_tool(tmp_path):
     release = release_state_dict(LocalVMamba('tiny'))
     src, dst = tmp_path / 'local_vssm_tiny.ckpt', tmp_path / 'out' / 'local_vssm_tiny.pth'
     torch.save({'state_dict': release}, src)
-    proc = run_tool(osp.join(REPO, 'tools', 'convert_checkpoint.py'), src, dst,
+    proc = call_tool('convert_checkpoint', src, dst,
                     '--backbone', 'LocalVMamba', '--arch', 'tiny')
     assert '24.76M params' in proc.stdout
     model = LocalVMamba('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(dst)))

@@ -19,7 +19,7 @@ from backbones.engine.checkpoint import CheckpointError
 from backbones.models.plainmamba import PlainMamba, PlainMamba2D, resize_pos_embed
 from backbones.ops.reference import reference_scan
 from backbones.ops.routes import get_scan_route
-from conftest import REPO, randomize_, run_tool
+from conftest import REPO, call_tool, randomize_
 
 pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
@@ -416,7 +416,7 @@ def test_config_models_have_the_release_parameter_counts(path, expected):
 def test_convert_checkpoint_tool(tmp_path):
     """tools/convert_checkpoint.py takes the release's mmcls file as it is."""
     torch.save(release_classifier_ckpt('l1'), tmp_path / 'l1.pth')
-    out = run_tool('tools/convert_checkpoint.py', tmp_path / 'l1.pth', tmp_path / 'own.pth',
+    out = call_tool('convert_checkpoint', tmp_path / 'l1.pth', tmp_path / 'own.pth',
                    '--backbone', 'PlainMamba', '--arch', 'l1').stdout
     assert 'PlainMamba' in out
     model = PlainMamba('l1', init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'own.pth')))

@@ -26,7 +26,7 @@ from backbones.models.sgformer import (
     SignificanceGuidedAttention,
     sincos_pos_embed,
 )
-from conftest import REPO, randomize_, release_source, run_tool
+from conftest import REPO, call_tool, randomize_, release_source
 
 pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
@@ -392,7 +392,7 @@ def test_convert_checkpoint_tool(tmp_path):
     ema = {k: v + 1 for k, v in release.items()}
     src, dst = tmp_path / 'sgformer_s.pth.tar', tmp_path / 'out' / 'sgformer_s.pth'
     torch.save({'state_dict': release, 'state_dict_ema': ema}, src)
-    proc = run_tool(osp.join(REPO, 'tools', 'convert_checkpoint.py'), src, dst,
+    proc = call_tool('convert_checkpoint', src, dst,
                     '--backbone', 'SGFormer', '--arch', 'small')
     assert '22.03M params' in proc.stdout
     model = SGFormer('small', init_cfg=dict(type='Pretrained', checkpoint=str(dst)))

@@ -17,7 +17,7 @@ import torch
 
 from backbones.engine.checkpoint import CheckpointError
 from backbones.models.uniformer import AttnBlock, UniFormer, parse_attn_mode
-from conftest import REPO, randomize_, release_source, run_tool
+from conftest import REPO, call_tool, randomize_, release_source
 
 pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
@@ -380,7 +380,7 @@ def test_convert_checkpoint_tool(tmp_path):
     release = release_state_dict(UniFormer('small'))
     src, dst = tmp_path / 'uniformer_small_in1k.pth', tmp_path / 'out' / 'uniformer_small.pth'
     torch.save({'model': release}, src)
-    proc = run_tool(osp.join(REPO, 'tools', 'convert_checkpoint.py'), src, dst,
+    proc = call_tool('convert_checkpoint', src, dst,
                     '--backbone', 'UniFormer', '--arch', 'small')
     assert '21.03M params' in proc.stdout
     model = UniFormer('small', init_cfg=dict(type='Pretrained', checkpoint=str(dst)))

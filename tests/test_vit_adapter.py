@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from backbones.engine.checkpoint import CheckpointError, state_dict_mismatch
 from backbones.models.vit_adapter import ViTAdapter, WindowAttention, vit_layer_id
-from conftest import REPO, randomize_, release_source, run_tool
+from conftest import REPO, call_tool, randomize_, release_source
 
 pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
@@ -363,7 +363,7 @@ def test_convert_checkpoint_tool(tmp_path):
     ckpt = deit_checkpoint(ViTAdapter(arch))
     src, dst = tmp_path / 'deit.pth', tmp_path / 'out' / 'own.pth'
     torch.save(ckpt, src)
-    proc = run_tool(osp.join(REPO, 'tools', 'convert_checkpoint.py'), src, dst,
+    proc = call_tool('convert_checkpoint', src, dst,
                     '--backbone', 'ViTAdapter', '--arch', repr(arch))
     assert 'ViTAdapter' in proc.stdout
     model = ViTAdapter(arch, init_cfg=dict(type='Pretrained', checkpoint=str(dst)))

@@ -8,7 +8,6 @@ test_selective_scan.py); parameter counts were measured on the release's models.
 """
 import logging
 import math
-import os
 
 import pytest
 import torch
@@ -20,9 +19,7 @@ from backbones.models.vmamba import SS2D, VMamba
 from backbones.ops import scan_mamba_ssm as mamba
 from backbones.ops.reference import reference_scan
 from backbones.ops.routes import SCAN_ROUTES, get_scan_route
-from conftest import REPO, randomize_, run_tool
-
-CONVERT = os.path.join(REPO, 'tools', 'convert_checkpoint.py')
+from conftest import call_tool, randomize_
 
 # (version, depths, embed dim) of the release's configs
 SIZES = {
@@ -494,7 +491,7 @@ def test_convert_checkpoint_tool(tmp_path):
     release = release_state_dict('v2-tiny')
     src, dst = tmp_path / 'vssm1_tiny_0230.pth', tmp_path / 'out' / 'v2_tiny.pth'
     torch.save({'model': release}, src)
-    proc = run_tool(CONVERT, src, dst, '--backbone', 'VMamba', '--arch', 'v2-tiny')
+    proc = call_tool('convert_checkpoint', src, dst, '--backbone', 'VMamba', '--arch', 'v2-tiny')
     assert '29.94M params' in proc.stdout
     model = VMamba('v2-tiny', init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
     model.init_weights()
