@@ -29,8 +29,9 @@ try:
     from .evaluation.coco_metric import FastCocoMetric  # noqa: F401  (mmdet's METRICS)
 except ModuleNotFoundError as _err:
     # a bare GPU machine (torch, triton, timm): models and ops work without the mm stack
-    from .models._optional import STACK as _STACK
-    if _err.name not in _STACK:  # a package present but broken still raises
+    # (mmengine needs rich; mmcv, cv2); a package present but broken still raises
+    if (_err.name or '').split('.')[0] not in ('mmengine', 'mmcv', 'mmdet', 'mmseg', 'rich',
+                                               'cv2'):
         raise
     warnings.warn(f'backbones: {_err.name} is not installed: models and ops only (no '
                   f'runtime fixes, hooks or metrics)', stacklevel=2)

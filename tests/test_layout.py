@@ -35,6 +35,14 @@ def _imports(module, path, modules):
             # ``from pkg import mod`` imports the module pkg.mod, else a name of pkg
             targets.update(f'{name}.{a.name}' if f'{name}.{a.name}' in modules else name
                            for a in node.names)
+    # importing a.b.c runs the packages a.b (and a) first: a circle through a package's
+    # __init__ counts too (the package root, which imports everything, aside)
+    # (a module's own packages are already running when it runs)
+    own = {module.rsplit('.', i)[0] for i in range(1, module.count('.') + 1)}
+    for target in list(targets):
+        parts = target.split('.')
+        targets.update('.'.join(parts[:i]) for i in range(2, len(parts))
+                       if '.'.join(parts[:i]) not in own)
     return {t for t in targets if t in modules and t != module}
 
 
@@ -87,6 +95,24 @@ def test_the_cycle_check_finds_a_circle(tmp_path):
                'backbones.ops.a': str(pkg / 'ops' / 'a.py'),
                'backbones.ops.b': str(pkg / 'ops' / 'b.py')}
     assert import_cycles(modules) == [['backbones.ops.a', 'backbones.ops.b']]
+
+
+def test_a_circle_through_a_package_init_is_found(tmp_path):
+    """engine.x imports models.base, whose package __init__ imports models.y, which imports
+    engine.x: Python runs models/__init__ first, so this is a circle too."""
+    files = {'backbones/__init__.py': '', 'backbones/engine/__init__.py': '',
+             'backbones/engine/x.py': 'from ..models.base import f\n',
+             'backbones/models/__init__.py': 'from .y import g\n',
+             'backbones/models/base.py': 'def f():\n    pass\n',
+             'backbones/models/y.py': 'from ..engine.x import f\n'}
+    modules = {}
+    for rel, text in files.items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        modules[rel[:-3].replace('/', '.').removesuffix('.__init__')] = str(path)
+    assert import_cycles(modules) == [['backbones.engine.x', 'backbones.models',
+                                       'backbones.models.y']]
 
 
 def test_architectures_live_in_models_and_all_register():

@@ -4,8 +4,6 @@
 decorator that registers them. Shared layers live in :mod:`backbones.layers`, operators
 (selective scan, scan routes) in :mod:`backbones.ops`.
 """
-# first: on a bare GPU machine (no mm stack) the families that need it become empty modules
-from . import _optional  # noqa: F401,I001
 from .base import DenseBackbone
 from .cswin import *  # noqa: F401,F403
 from .efficientvmamba import *  # noqa: F401,F403

@@ -33,22 +33,21 @@ Also here: :class:`HorNetLayerDecayOptimWrapperConstructor`, the release's stage
 decay on this module's key names (mmseg's ``LearningRateDecayOptimizerConstructor`` only
 serves classes named ConvNeXt / BEiT / MAE and the ConvNeXt key names).
 """
-import importlib
 import re
 from functools import partial
 
 import torch
 import torch.nn.functional as F
-from mmengine.logging import print_log
-from mmengine.optim import DefaultOptimWrapperConstructor
 from timm.layers import DropPath
 from torch import nn
 
+from ..engine.log import print_log
 from ..layers import LayerNorm, run_blocks, stage_drop_path_rates
 from .base import DenseBackbone, check_common_args, positive_ints
-from .registry import available_scopes, register_backbone
+from .lr_decay import LayerDecayOptimWrapperConstructor
+from .registry import register_backbone, register_optim_constructor
 
-__all__ = ['HorNet', 'HorNetLayerDecayOptimWrapperConstructor']
+__all__ = ['HorNet']
 
 NormLayer = partial(LayerNorm, eps=1e-6)  # every LN of the release has eps 1e-6
 IMAGENET_GF_SIZES = (None, None, (14, 8), (7, 4))
@@ -363,53 +362,14 @@ def stage_wise_layer_id(name, num_layers):
     return int(m.group(1)) + 1 if m else num_layers - 1
 
 
-class HorNetLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
-    """The HorNet release's ``LearningRateDecayOptimizerConstructorHorNet`` with
-    ``decay_type='stage_wise'`` (its UperNet configs), on :class:`HorNet`'s key names.
+if LayerDecayOptimWrapperConstructor is not None:  # the training stack is installed
+    @register_optim_constructor
+    class HorNetLayerDecayOptimWrapperConstructor(LayerDecayOptimWrapperConstructor):
+        """The HorNet release's ``LearningRateDecayOptimizerConstructorHorNet`` with
+        ``decay_type='stage_wise'`` (its UperNet configs), on :class:`HorNet`'s key names:
+        ``paramwise_cfg=dict(decay_rate=r, decay_type='stage_wise', num_layers=n)``, layers by
+        :func:`stage_wise_layer_id` (:mod:`backbones.engine.optim` has the rule)."""
+        fixed = {'decay_type': 'stage_wise'}
+        layer_id = staticmethod(stage_wise_layer_id)
 
-    ``paramwise_cfg=dict(decay_rate=r, decay_type='stage_wise', num_layers=n)``: with
-    L = n + 2, a parameter of layer l (:func:`stage_wise_layer_id`) trains at
-    lr * r ** (L - 1 - l); 1-D parameters and biases get no weight decay, the others the
-    optimizer's. Frozen parameters are left out. No other paramwise option applies.
-    """
-
-    def __init__(self, optim_wrapper_cfg, paramwise_cfg=None):
-        cfg = dict(paramwise_cfg or {})
-        keys = {'decay_rate', 'decay_type', 'num_layers'}
-        if set(cfg) != keys:
-            raise ValueError(f'{type(self).__name__}: paramwise_cfg needs exactly the keys '
-                             f'{sorted(keys)}, got {sorted(cfg)}')
-        if cfg['decay_type'] != 'stage_wise':
-            raise ValueError(f"{type(self).__name__}: decay_type must be 'stage_wise' (the "
-                             f"release's UperNet rule), got {cfg['decay_type']!r}")
-        if not (positive_ints((cfg['num_layers'],))
-                and isinstance(cfg['decay_rate'], (int, float)) and 0 < cfg['decay_rate'] <= 1):
-            raise ValueError(f'{type(self).__name__}: need a positive int num_layers and '
-                             f'0 < decay_rate <= 1, got {cfg}')
-        super().__init__(optim_wrapper_cfg, cfg)
-
-    def add_params(self, params, module, prefix='', **kwargs):
-        num_layers = self.paramwise_cfg['num_layers'] + 2
-        rate = self.paramwise_cfg['decay_rate']
-        groups = {}
-        for name, param in module.named_parameters(prefix=prefix.rstrip('.')):
-            if not param.requires_grad:
-                continue
-            no_decay = param.ndim == 1 or name.endswith('.bias')
-            layer = stage_wise_layer_id(name, num_layers)
-            group = groups.setdefault((layer, no_decay), dict(
-                params=[], lr=self.base_lr * rate ** (num_layers - layer - 1),
-                weight_decay=0. if no_decay else self.base_wd))
-            group['params'].append(param)
-        params.extend(groups.values())
-
-
-def _register_constructor(cls):
-    for scope in available_scopes():
-        registry = importlib.import_module(f'{scope}.registry').OPTIM_WRAPPER_CONSTRUCTORS
-        if registry.get(cls.__name__) is not cls:
-            registry.register_module(module=cls)
-    return cls
-
-
-_register_constructor(HorNetLayerDecayOptimWrapperConstructor)
+    __all__.append('HorNetLayerDecayOptimWrapperConstructor')

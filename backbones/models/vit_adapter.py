@@ -62,14 +62,8 @@ from torch import nn
 
 from ..layers import LayerNorm, run_blocks
 from .base import DenseBackbone, check_common_args, per_stage_flags, positive_ints
-from .registry import available_scopes, register_backbone
-
-try:
-    from mmengine.optim import DefaultOptimWrapperConstructor
-except ModuleNotFoundError as _err:  # a bare GPU machine: models only, no training stack
-    if (_err.name or '').split('.')[0] not in ('mmengine', 'rich'):
-        raise
-    DefaultOptimWrapperConstructor = None
+from .lr_decay import LayerDecayOptimWrapperConstructor
+from .registry import register_backbone, register_optim_constructor
 
 __all__ = ['ViTAdapter', 'Adapter', 'WindowAttention', 'deform_attn_class']
 
@@ -623,52 +617,15 @@ def vit_layer_id(name, num_layers):
     return int(m.group(1)) + 1 if m else num_layers - 1
 
 
-if DefaultOptimWrapperConstructor is not None:
-    class ViTLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+if LayerDecayOptimWrapperConstructor is not None:  # the training stack is installed
+    @register_optim_constructor
+    class ViTLayerDecayOptimWrapperConstructor(LayerDecayOptimWrapperConstructor):
         """The ViT-Adapter release's ``LayerDecayOptimizerConstructor`` (segmentation/
         mmcv_custom/layer_decay_optimizer_constructor.py, used by its UperNet configs) on
-        :class:`ViTAdapter`'s key names.
+        :class:`ViTAdapter`'s key names: ``paramwise_cfg=dict(num_layers=n,
+        layer_decay_rate=r)``, layers by :func:`vit_layer_id` (:mod:`backbones.engine.optim`
+        has the rule; the position table and level embeddings decay, as in the release)."""
+        rate_key = 'layer_decay_rate'
+        layer_id = staticmethod(vit_layer_id)
 
-        ``paramwise_cfg=dict(num_layers=n, layer_decay_rate=r)``: with L = n + 2, a
-        parameter of layer l (:func:`vit_layer_id`) trains at lr * r ** (L - 1 - l); 1-D
-        parameters and biases get no weight decay, every other one (the position table and
-        level embeddings included, as in the release) the optimizer's. Frozen parameters are
-        left out. No other paramwise option applies.
-        """
-
-        def __init__(self, optim_wrapper_cfg, paramwise_cfg=None):
-            cfg = dict(paramwise_cfg or {})
-            if set(cfg) != {'num_layers', 'layer_decay_rate'}:
-                raise ValueError(f'{type(self).__name__}: paramwise_cfg needs exactly the keys '
-                                 f"['layer_decay_rate', 'num_layers'], got {sorted(cfg)}")
-            rate = cfg['layer_decay_rate']
-            if not (positive_ints((cfg['num_layers'],)) and isinstance(rate, (int, float))
-                    and 0 < rate <= 1):
-                raise ValueError(f'{type(self).__name__}: need a positive int num_layers and '
-                                 f'0 < layer_decay_rate <= 1, got {cfg}')
-            super().__init__(optim_wrapper_cfg, cfg)
-
-        def add_params(self, params, module, prefix='', **kwargs):
-            num_layers = self.paramwise_cfg['num_layers'] + 2
-            rate = self.paramwise_cfg['layer_decay_rate']
-            groups = {}
-            for name, param in module.named_parameters(prefix=prefix.rstrip('.')):
-                if not param.requires_grad:
-                    continue
-                no_decay = param.ndim == 1 or name.endswith('.bias')
-                layer = vit_layer_id(name, num_layers)
-                group = groups.setdefault((layer, no_decay), dict(
-                    params=[], lr=self.base_lr * rate ** (num_layers - layer - 1),
-                    weight_decay=0. if no_decay else self.base_wd))
-                group['params'].append(param)
-            params.extend(groups.values())
-
-    def _register_constructor(cls):
-        import importlib
-        for scope in available_scopes():
-            registry = importlib.import_module(f'{scope}.registry').OPTIM_WRAPPER_CONSTRUCTORS
-            if registry.get(cls.__name__) is not cls:
-                registry.register_module(module=cls)
-
-    _register_constructor(ViTLayerDecayOptimWrapperConstructor)
     __all__.append('ViTLayerDecayOptimWrapperConstructor')
