@@ -42,6 +42,23 @@ EXCEPTIONS = {
     ('seg', 'Focal-T', 'macs_g'): 'published 998G, backbone counted at 672x2240',
     ('seg', 'Focal-S', 'macs_g'): 'published 1130G, backbone counted at 672x2240',
     ('seg', 'Focal-B', 'macs_g'): 'published 1354G, backbone counted at 672x2240',
+    # ViT-Adapter-B: the table repeats PVTv2-B5's pair (102M / 557G)
+    ('det', 'ViT-Adapter-B', 'params_m'): "published 102M = PVTv2-B5's; the release README "
+                                          'and its instantiated model: 120M',
+    ('det', 'ViT-Adapter-B', 'macs_g'): "published 557G = PVTv2-B5's; the DeiT-B blocks alone "
+                                        'count 450G at 800x1280',
+    # SG-Former: no dense code released; ours is the release's classifier (its 224 MACs
+    # exactly) made to run at any size
+    ('det', 'SG-Former-S', 'params_m'): "published 41M; the release's module + heads: 42.18M "
+                                        '(41.98M without its position table)',
+    ('det', 'SG-Former-M', 'params_m'): "published 51M; the release's module + heads: 58.33M",
+    ('seg', 'SG-Former-S', 'macs_g'): 'published 989G; S and M published are no one count of '
+                                      'the two (shared heads)',
+    ('seg', 'SG-Former-M', 'macs_g'): 'published 1114G; see SG-Former-S',
+    ('seg', 'SG-Former-B', 'macs_g'): 'published 1304G; ours 1378.7G, with the 224 MACs of the '
+                                      'release (15.6G)',
+    ('seg', 'TransNeXt-Base', 'params_m'): "published 90M = TransNeXt-Base's ImageNet size; "
+                                           'its README and its UperNet: 121.4M',
 }
 COMPLEXITY_CSV = osp.join(REPO, 'results', 'complexity.csv')
 
@@ -88,7 +105,8 @@ REMEASURED = _remeasured()
 def _check(task, row, params_m, macs_g):
     published = _paper()[(task, row)]
     params_ok = abs(params_m - float(published['params_m'])) <= 1.0
-    macs_ok = abs(macs_g / float(published['macs_g']) - 1) <= 0.02
+    # a MACs cell the paper leaves empty ('-'): nothing to compare, our measurement fills it
+    macs_ok = not published['macs_g'] or abs(macs_g / float(published['macs_g']) - 1) <= 0.02
     # A documented exception must really miss the tolerance, or its note has gone stale.
     assert params_ok != ((task, row, 'params_m') in EXCEPTIONS), \
         f"{row}: {params_m}M vs published {published['params_m']}M"

@@ -61,6 +61,17 @@ BACKBONES = {
     'hornet-t-gf': ('HorNet', 'tiny-gf', 0.4, [64, 128, 256, 512]),
     'hornet-s-gf': ('HorNet', 'small-gf', {'det': 0.6, 'seg': 0.3}, [96, 192, 384, 768]),
     'hornet-b-gf': ('HorNet', 'base-gf', {'det': 0.7, 'seg': 0.5}, [128, 256, 512, 1024]),
+    # SG-Former: the release's ImageNet drop paths (no dense code released)
+    'sgformer-s': ('SGFormer', 'small', 0.1, [64, 128, 256, 512]),
+    'sgformer-m': ('SGFormer', 'medium', 0.2, [64, 128, 256, 512]),
+    'sgformer-b': ('SGFormer', 'base', 0.4, [96, 192, 384, 768]),
+    # ViT-Adapter (DeiT-S/B): the release's det and seg configs (same drop paths)
+    'vit-adapter-s': ('ViTAdapter', 'small', 0.2, [384] * 4),
+    'vit-adapter-b': ('ViTAdapter', 'base', 0.3, [768] * 4),
+    # TransNeXt: the drop paths its release hard-codes in transnext_tiny / small / base
+    'transnext-t': ('TransNeXt', 'tiny', 0.4, [72, 144, 288, 576]),
+    'transnext-s': ('TransNeXt', 'small', 0.6, [72, 144, 288, 576]),
+    'transnext-b': ('TransNeXt', 'base', 0.7, [96, 192, 384, 768]),
 }
 # SSM backbones: their toy runs use the torch scan (no compiled kernel on CI machines)
 SSM_TYPES = {'VMamba', 'LocalVMamba', 'EfficientVMamba', 'PlainMamba'}
@@ -74,7 +85,8 @@ NOT_TRAINED = {'mambaout-t', 'mambaout-s', 'mambaout-b', 'vmamba-s', 'vmamba-b',
                'vmamba-v2-b', 'localvmamba-s', 'plainmamba-l2', 'plainmamba-l3',
                'localvmamba-t-vfix', 'localvmamba-s-vfix', 'uniformer-b', 'focal-s',
                'focal-b', 'cswin-s', 'cswin-b', 'internimage-s', 'internimage-b',
-               'hornet-s-gf', 'hornet-b-gf'}
+               'hornet-s-gf', 'hornet-b-gf', 'vit-adapter-b', 'sgformer-m', 'sgformer-b',
+               'transnext-s', 'transnext-b'}
 # backbones above that sit in one table only: short name -> 'det' | 'seg' (default: both)
 ONE_TASK = {}
 C96, C128, C64 = [96, 192, 384, 768], [128, 256, 512, 1024], [64, 128, 320, 512]
@@ -111,23 +123,30 @@ TIMM_EXTRA = {'focalnet': dict(focal_windows=[9, 9, 9, 9], pad_pretrained_kernel
 OPTIM = {('det', 'pvtv2'): (2e-4, 1e-4), ('seg', 'convnext'): (1e-4, 0.05),
          ('seg', 'swin'): (6e-5, 0.01), ('seg', 'twins'): (6e-5, 0.01),
          ('seg', 'InternImage'): (6e-5, 0.05),  # non-timm rows: keyed by backbone type
-         ('seg', 'HorNet'): (1e-4, 0.05)}
+         ('seg', 'HorNet'): (1e-4, 0.05), ('seg', 'TransNeXt'): (6e-5, 0.05),
+         ('det', 'SGFormer'): (2e-4, 1e-4)}  # PVT's Mask R-CNN 1x (no release of its own)
 # One family member trains on toy data per family and task (the others differ from it in
 # size only; every config builds and is counted): the smallest.
 TRAINS = {'convnext-t', 'focalnet-t-lrf', 'swin-t', 'pvtv2-b2', 'twins-svt-s', 'convformer-s18',
           'caformer-s18'}
 # det backbones whose release decays biases and the 'pos_embed' convs of its blocks
 DET_DECAYS_BIAS_AND_POS_CONV = {'UniFormer'}
+# det backbones whose release decays biases (no pos_embed convs; tests/test_transnext.py)
+DET_DECAYS_BIAS = {'TransNeXt'}
+# configs whose release trains fp16 with a static loss scale (the others: dynamic)
+STATIC_LOSS_SCALE = {'mask-rcnn_transnext-b_fpn_8xb2-amp-1x_coco.py': 512.0}
 # seg backbones whose release trains with its own stage-wise lr decay: type -> constructor
 # (no weight decay on 1-D parameters, norms included; checked in tests/test_hornet.py)
-SEG_LR_DECAY = {'HorNet': 'HorNetLayerDecayOptimWrapperConstructor'}
+SEG_LR_DECAY = {'HorNet': 'HorNetLayerDecayOptimWrapperConstructor',
+                'ViTAdapter': 'ViTLayerDecayOptimWrapperConstructor'}  # tests/test_vit_adapter.py
 DET_RECIPE = dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, epochs=12, warmup_iters=1000,
                   warmup_start=0.001, milestones=[8, 11], gamma=0.1, per_gpu_batch=2,
                   gpus=8, scale=(1333, 800))
 SEG_RECIPE = dict(lr={'MambaOut': 1e-4, 'VMamba': 6e-5, 'TimmBackbone': 1e-4,
                       'LocalVMamba': 6e-5, 'EfficientVMamba': 6e-5, 'PlainMamba': 6e-5,
                       'UniFormer': 6e-5, 'FocalTransformer': 6e-5, 'CSWin': 6e-5,
-                      'InternImage': 6e-5, 'HorNet': 1e-4},
+                      'InternImage': 6e-5, 'HorNet': 1e-4, 'ViTAdapter': 6e-5,
+                      'SGFormer': 6e-5, 'TransNeXt': 6e-5},
                   weight_decay=0.01, warmup_iters=1500, iters=160000, per_gpu_batch=2, gpus=8,
                   val_interval=16000, crop=(512, 512),
                   tta_ratios=[0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
@@ -192,9 +211,9 @@ def _check_timm_backbone(cfg, path):
     assert extra == TIMM_EXTRA.get(family, {})
 
 
-def _check_amp(cfg):
+def _check_amp(cfg, path):
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
-    assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    assert cfg.optim_wrapper.loss_scale == STATIC_LOSS_SCALE.get(osp.basename(path), 'dynamic')
     assert 'backbones' in cfg.custom_imports.imports
 
 
@@ -204,7 +223,7 @@ def test_det_recipe(path):
     kind, arch, dpr, channels = _backbone(path)
     r = DET_RECIPE
     assert cfg.default_scope == 'mmdet' and cfg.model.type == 'MaskRCNN'
-    _check_amp(cfg)
+    _check_amp(cfg, path)
     opt = cfg.optim_wrapper.optimizer
     lr, weight_decay = _optim(path, r['lr'], r['weight_decay'])
     assert (opt.type, opt.lr, tuple(opt.betas), opt.weight_decay) == \
@@ -212,7 +231,8 @@ def test_det_recipe(path):
     pw = cfg.optim_wrapper.paramwise_cfg
     # UniFormer's det release decays biases and its blocks' pos_embed (depthwise convs)
     decays = kind in DET_DECAYS_BIAS_AND_POS_CONV
-    assert pw.norm_decay_mult == 0 and pw.bias_decay_mult == (1.0 if decays else 0)
+    assert pw.norm_decay_mult == 0 and \
+        pw.bias_decay_mult == (1.0 if decays or kind in DET_DECAYS_BIAS else 0)
     assert all(pw.custom_keys[k].decay_mult == 0 for k in ('pos_embed', 'absolute_pos_embed'))
     assert ('.pos_embed.' in pw.custom_keys) == decays
     assert cfg.train_cfg.type == 'EpochBasedTrainLoop' and cfg.train_cfg.max_epochs == r['epochs']
@@ -239,7 +259,7 @@ def test_seg_recipe(path):
     kind, arch, dpr, channels = _backbone(path)
     r = SEG_RECIPE
     assert cfg.default_scope == 'mmseg' and cfg.model.type == 'EncoderDecoder'
-    _check_amp(cfg)
+    _check_amp(cfg, path)
     opt = cfg.optim_wrapper.optimizer
     assert (opt.type, opt.lr, opt.weight_decay) == \
         ('AdamW', *_optim(path, r['lr'][kind], r['weight_decay']))
@@ -306,6 +326,8 @@ def _train_opts(path, toy_data):
         opts.append('model.backbone.init_cfg=None')  # no ImageNet weights on CI machines
     if kind in SSM_TYPES:
         opts.append('model.backbone.scan_backend=torch')
+    if kind == 'TransNeXt':  # position bias made for the toy scale, not 800 / 512 px inputs:
+        opts.append('model.backbone.img_size=128')  # ~30 s less per CPU iteration
     opts += ['train_cfg.max_epochs=1'] if is_det else [
         'train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2']
     return opts

@@ -15,6 +15,7 @@ from .mambaout import *  # noqa: F401,F403
 from .plainmamba import *  # noqa: F401,F403
 from .sgformer import *  # noqa: F401,F403
 from .timm_backbone import *  # noqa: F401,F403
+from .transnext import *  # noqa: F401,F403
 from .uniformer import *  # noqa: F401,F403
 from .vit_adapter import *  # noqa: F401,F403
 from .vmamba import *  # noqa: F401,F403

@@ -158,9 +158,11 @@ register_layout(Layout(
     rename=_out_norms(_NORM_I)))
 
 # ---- PVTv2 detection (whai362/PVT, mmdet 2.13): stage norms are part of the model ----
+# (its last stage keeps q / kv: TransNeXt, which has every other PVTv2 key, has one qkv there)
 register_layout(Layout(
     'pvtv2-official', 'PVTv2 detection code (whai362/PVT detection/pvt_v2.py, mmdet 2.13)',
-    signature=(r'patch_embed1\.proj\.weight', r'block1\.\d+\.attn\.q\.weight', r'norm4\.weight')))
+    signature=(r'patch_embed1\.proj\.weight', r'block1\.\d+\.attn\.q\.weight',
+               r'block4\.\d+\.attn\.q\.weight', r'norm4\.weight')))
 
 # ---- ConvNeXt segmentation (facebookresearch/ConvNeXt, BEiT's mmseg 0.x code) ----------
 register_layout(Layout(
@@ -215,3 +217,12 @@ register_layout(Layout(
 register_layout(Layout(
     'internimage-seg', 'InternImage segmentation code (OpenGVLab/InternImage, mmseg 0.27)',
     signature=(r'patch_embed\.conv1\.weight', r'levels\.\d+\.blocks\.\d+\.dcn\.offset\.weight')))
+
+# ---- TransNeXt (DaiShiResearch/TransNeXt transnext_native.py, mmdet 2.28 / mmseg 0.30) ----
+# TransNeXt.convert_pretrained reads the release's names; norm<i> are its trunk's stage norms;
+# the size-dependent bias tables are non-persistent buffers, never in the files.
+register_layout(Layout(
+    'transnext-official', 'TransNeXt detection / segmentation code (DaiShiResearch/TransNeXt '
+    'transnext_native.py, mmdet 2.28 / mmseg 0.30)',
+    signature=(r'patch_embed1\.proj\.weight', r'block1\.\d+\.attn\.learnable_tokens',
+               r'block4\.\d+\.attn\.qkv\.weight', r'norm4\.weight')))

@@ -1,0 +1,40 @@
+# Mask R-CNN 1x, TransNeXt-Base: the paper's Table 2 row TransNeXt-Base.
+# Release: DaiShiResearch/TransNeXt c8a9974, detection/maskrcnn/configs/
+# mask_rcnn_transnext_base_fpn_1x_coco.py (cited by line below) and transnext_native.py.
+_base_ = './_base_/mask-rcnn_fpn_amp-1x_coco.py'
+
+# ImageNet-1K weights of the release (README "ImageNet-1K 224x224 pre-trained models":
+# huggingface.co/DaiShiResearch/transnext-base-224-1k/resolve/main/transnext_base_224_1k.pth);
+# override with --cfg-options model.backbone.init_cfg.checkpoint=PATH_OR_URL
+pretrained = 'checkpoints/transnext/transnext_base_224_1k.pth'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='TransNeXt',
+        arch='base',
+        # l.12-13: the position bias is generated for an 800x800 input and resized to each
+        # input's maps (interpolation), offsets scaled by the 224 pretraining size
+        img_size=800,
+        pretrain_size=224,
+        is_extrapolation=False,
+        drop_path_rate=0.7,  # hard-coded in the release's transnext_base (l.517-526)
+        out_indices=(0, 1, 2, 3),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[96, 192, 384, 768]))  # l.16
+
+# l.18-27: AdamW lr 1e-4, betas (0.9, 0.999), weight decay 0.05 (the base's), none on the keys
+# below; biases are decayed (no bias rule in the release); 2 images x 8 GPUs; mmdet 2.x
+# schedule_1x (12 epochs, steps 8 / 11). Its warm-up is 500 iterations; we keep the base's
+# 1000 (results/NOTES.md, TransNeXt).
+# l.28: fp16 with a static loss scale of 512 (mmcv's Fp16OptimizerHook: autocast and a
+# GradScaler held at 512, overflowing steps skipped), which mmengine's AmpOptimWrapper with a
+# float loss_scale reproduces.
+optim_wrapper = dict(
+    loss_scale=512.0,
+    paramwise_cfg=dict(
+        bias_decay_mult=1.0,
+        custom_keys={'query_embedding': dict(decay_mult=0.0),
+                     'relative_pos_bias_local': dict(decay_mult=0.0),
+                     'cpb': dict(decay_mult=0.0),
+                     'temperature': dict(decay_mult=0.0),
+                     'norm': dict(decay_mult=0.0)}))
