@@ -12,7 +12,6 @@ measures every config again.
 """
 import csv
 import os.path as osp
-import re
 
 import pytest
 from mmengine.config import Config
@@ -174,6 +173,16 @@ def test_every_published_row_without_a_config_says_why():
             assert row.family in reasons, f'{name} ({task}) is not measured and says not why'
     for family in reasons:
         assert any(r.family == family for r in rows.values()), f'unknown family {family}'
+
+
+def test_a_row_without_a_config_prints_its_familys_reason(tmp_path, monkeypatch):
+    """The footnote mechanism, for the next row that cannot be built (every published row has
+    a config today): the row is marked and the reason printed under the table."""
+    import backbones.results.tables as tables
+    reasons = tmp_path / 'unmeasured.csv'
+    reasons.write_text('family,reason\nCSWin,"its code is not ported"\n')
+    monkeypatch.setattr(tables, 'UNMEASURED_CSV', str(reasons))
+    paper = _paper()
     table_rows = [dict(task=task, size=rec['size'], backbone=name, config='', source='published',
                        token_mixing='', params_m='', macs_g='', params_m_paper='',
                        macs_g_paper='', params_m_diff='', macs_g_diff='',
@@ -182,8 +191,5 @@ def test_every_published_row_without_a_config_says_why():
                                                  'miou_ms') for s in ('', '_paper', '_diff')})
                   for (task, name), rec in paper.items()]
     text = to_markdown(table_rows, 'seg')
-    for family in sorted({rows[name].family for task, name in paper if task == 'seg'}
-                         & set(reasons)):  # each unmeasured family: row marks and its footnote
-        fid = re.sub(r'[^a-z0-9]', '', family.lower())
-        assert f'[^{fid}] |' in text and f'[^{fid}]: {family} (' in text \
-            and f'): {reasons[family]}.' in text, family
+    assert 'CSWin-T[^cswin] |' in text and 'HorNet-T |' in text  # other families: no mark
+    assert '[^cswin]: CSWin (CSWin-T, CSWin-S, CSWin-B): its code is not ported.' in text
