@@ -1,5 +1,6 @@
-# Mask R-CNN 1x, CSWin Transformer base: the paper's Table 2 row CSWin-B.
-_base_ = './_base_/mask-rcnn_fpn_amp-1x_coco.py'
+# Mask R-CNN 1x, CSWin Transformer base: the paper's Table 2 row CSWin-B. CSWin-T's config (its
+# _base_: no released CSWin detection recipe, the suite's Mask R-CNN 1x) with the CSWin-B backbone.
+_base_ = './mask-rcnn_cswin-t_fpn_8xb2-amp-1x_coco.py'
 
 # ImageNet weights of the release (microsoft/CSWin-Transformer, README "Main Results on
 # ImageNet": releases/download/v0.1.0/cswin_base_224.pth); override with
@@ -7,15 +8,9 @@ _base_ = './_base_/mask-rcnn_fpn_amp-1x_coco.py'
 pretrained = 'checkpoints/cswin/cswin_base_224.pth'
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='CSWin',
         arch='base',
-        # The release has no detection code or config (issues #25 and #36 open) and the CSWin
-        # paper's 1x setting is in none of the sources we have: the release's UperNet value
-        # (segmentation/configs/cswin/upernet_cswin_base.py, l.12), the same backbone.
+        # no released detection value (see CSWin-T's config): the release's UperNet one
+        # (segmentation/configs/cswin/upernet_cswin_base.py, l.12), the same backbone
         drop_path_rate=0.6,
-        out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        init_cfg=dict(checkpoint=pretrained)),
     neck=dict(in_channels=[96, 192, 384, 768]))
-# No released CSWin detection recipe: the suite's Mask R-CNN 1x (AdamW lr 1e-4, weight decay
-# 0.05, 12 epochs, steps at 8 and 11), as for every Table 2 row.

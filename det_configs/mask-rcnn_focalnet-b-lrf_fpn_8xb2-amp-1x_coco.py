@@ -1,20 +1,13 @@
-# Mask R-CNN 1x, timm focalnet_base_lrf: the paper's Table 2 row FocalNet-B.
-_base_ = './_base_/mask-rcnn_fpn_amp-1x_coco.py'
+# Mask R-CNN 1x, timm focalnet_base_lrf: the paper's Table 2 row FocalNet-B. FocalNet-T's config
+# (its _base_: output LNs, focal kernels widened to 9/11/13) with focalnet_base_lrf.
+_base_ = './mask-rcnn_focalnet-t-lrf_fpn_8xb2-amp-1x_coco.py'
 
 # ImageNet weights of the timm model (README: "Pretrained weights"); override with
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
 pretrained = 'checkpoints/timm/focalnet_base_lrf.ms_in1k.safetensors'
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='TimmBackbone',
         model_name='focalnet_base_lrf',
         drop_path_rate=0.3,  # FocalNet's Mask R-CNN 1x LRF config: 0.3
-        out_norm_eps=1e-5,  # FocalNet's det backbone: LN (eps 1e-5) on each output
-        # the det config widens the focal kernels (3/5/7 in ImageNet training) to
-        # 9/11/13 and zero-pads the pretrained ones, as its checkpoint loader does
-        focal_windows=(9, 9, 9, 9),
-        pad_pretrained_kernels=True,
-        out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        init_cfg=dict(checkpoint=pretrained)),
     neck=dict(in_channels=[128, 256, 512, 1024]))

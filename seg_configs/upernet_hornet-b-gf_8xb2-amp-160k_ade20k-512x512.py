@@ -1,34 +1,23 @@
 # UperNet 160k, HorNet-B (GF): the paper's Table 3 row HorNet-B.
 # Release: raoyongming/HorNet ac9e210, semantic_segmentation/configs/hornet/
-# upernet_hornet_base_gf_512_160k_ade20k.py (cited by line below).
-_base_ = './_base_/upernet_amp-160k_ade20k-512x512.py'
+# upernet_hornet_base_gf_512_160k_ade20k.py (cited by line below). HorNet-T's config (its
+# _base_) with the HorNet-B backbone: this file's gf_sizes (l.23-24), slide test (l.37) and
+# recipe (l.40-44) are HorNet-T's; its layer-decay depth is not.
+_base_ = './upernet_hornet-t-gf_8xb2-amp-160k_ade20k-512x512.py'
 
 # ImageNet weights of hornet_base_gf (HorNet README, ImageNet-1K table; filters 14x8 / 7x4,
 # resized to gf_sizes at load as the release's loader does); override with
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH_OR_URL
 pretrained = 'checkpoints/hornet/hornet_base_gf.pth'
-# crop 512 as this config (l.13); the release's README lists 640x640 for this row
-# (results/NOTES.md)
-crop_size = (512, 512)
+# Crop 512 as this release file (l.13), as HorNet-T's; the release's README lists 640x640
+# for this row (results/NOTES.md)
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='HorNet',
         arch='base-gf',
-        gf_sizes=(None, None, (24, 13), (12, 7)),  # l.23-24
         drop_path_rate=0.5,  # l.26
-        out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        init_cfg=dict(checkpoint=pretrained)),
     decode_head=dict(in_channels=[128, 256, 512, 1024]),
-    auxiliary_head=dict(in_channels=512),
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))  # l.37
+    auxiliary_head=dict(in_channels=512))
 
-# l.40-44, 45: AdamW lr 1e-4, weight decay 0.05, stage-wise lr decay 0.9 over num_layers 12 (the
-# release's LearningRateDecayOptimizerConstructorHorNet, ported on our key names), gradient
-# clipping at max-norm 1. The release trains in fp32 (fp16 = None); the suite's AMP is kept:
-# the global filter computes in fp32 (backbones/models/hornet.py).
-optim_wrapper = dict(
-    optimizer=dict(weight_decay=0.05),
-    constructor='HorNetLayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(_delete_=True, decay_rate=0.9, decay_type='stage_wise', num_layers=12),
-    clip_grad=dict(max_norm=1.0, norm_type=2))
+# l.45: the stage-wise lr decay runs over num_layers 12 (HorNet-T's: 6).
+optim_wrapper = dict(paramwise_cfg=dict(num_layers=12))

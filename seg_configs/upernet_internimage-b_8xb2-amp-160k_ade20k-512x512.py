@@ -1,52 +1,16 @@
-# UperNet 160k, InternImage-B: the paper's Table 3 row InternImage-B.
-_base_ = './_base_/upernet_amp-160k_ade20k-512x512.py'
+# UperNet 160k, InternImage-B: the paper's Table 3 row InternImage-B. InternImage-T's config (its
+# _base_: recipe, test pipeline, TTA) with the InternImage-B backbone.
+_base_ = './upernet_internimage-t_8xb2-amp-160k_ade20k-512x512.py'
 
 # The release's ImageNet-1k weights (README: "Pretrained weights"), from
 #   https://huggingface.co/OpenGVLab/InternImage/resolve/main/internimage_b_1k_224.pth
-# Source of every value below: OpenGVLab/InternImage @ 31c962d,
+# Source of every value below and of those inherited: OpenGVLab/InternImage @ 31c962d,
 # segmentation/configs/ade20k/upernet_internimage_b_512_160k_ade20k.py (l.10-66).
 pretrained = 'checkpoints/internimage/internimage_b_1k_224.pth'
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='InternImage',
         arch='base',  # channels 112, depths [4, 4, 21, 4], groups [7, 14, 28, 56], post_norm True
-        layer_scale=1.0,
-        offset_scale=1.0,
         drop_path_rate=0.4,
-        out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        init_cfg=dict(checkpoint=pretrained)),
     decode_head=dict(in_channels=[112, 224, 448, 896]),
     auxiliary_head=dict(in_channels=448))
-
-# Release: AdamW lr 6e-5, weight decay 0.05, none on 1-D parameters (norms, biases, the
-# layer-scale gammas: CustomLayerDecayOptimizerConstructor, layer_decay_rate 1.0, i.e. no
-# layer-wise decay); warm-up 1500 (1e-6), poly, 160k, 2 x 8, eval every 16k, whole-image
-# test: the base's. It trains in fp32 (fp16 line commented out); we keep the suite's AMP.
-optim_wrapper = dict(optimizer=dict(lr=6e-5, weight_decay=0.05),
-                     paramwise_cfg=dict(bias_decay_mult=0.0,
-                                        custom_keys={'gamma': dict(decay_mult=0.0)}))
-
-# Release test pipeline: after the 2048x512 resize, ResizeToMultiple(32) (l.43); the logits
-# are resized back to the original image for the metric, as the base does.
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(2048, 512), keep_ratio=True),
-    dict(type='ResizeToMultiple', size_divisor=32),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs'),
-]
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(type='TestTimeAug', transforms=[
-        [dict(type='Resize', scale_factor=r, keep_ratio=True)
-         for r in [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]],
-        [dict(type='ResizeToMultiple', size_divisor=32)],
-        [dict(type='RandomFlip', prob=0., direction='horizontal'),
-         dict(type='RandomFlip', prob=1., direction='horizontal')],
-        [dict(type='LoadAnnotations')],
-        [dict(type='PackSegInputs')],
-    ]),
-]

@@ -1,7 +1,8 @@
 # UperNet 160k, PlainMamba-L2: the paper's Table 3 row PlainMamba-L2. As released
-# (plain_mamba_seg_configs/l2_upernet.py): no neck; the four stride-16 taps go straight into
-# UperNet (in_channels [C]*4), so its MACs are about a third of a pyramid backbone's.
-_base_ = './_base_/upernet_amp-160k_ade20k-512x512.py'
+# (plain_mamba_seg_configs/l2_upernet.py): PlainMamba-L1's config (its _base_: no neck, the four
+# stride-16 taps straight into UperNet, aux FCN on the last tap, the release's recipe) with the L2
+# backbone.
+_base_ = './upernet_plainmamba-l1_8xb2-amp-160k_ade20k-512x512.py'
 
 # ImageNet weights (HF ChenhongyiYang/PlainMamba l2.pth, mmcls format: the backbone's
 # convert_pretrained strips 'backbone.' and drops head / EMA keys); override with
@@ -9,21 +10,8 @@ _base_ = './_base_/upernet_amp-160k_ade20k-512x512.py'
 pretrained = 'checkpoints/plainmamba/l2.pth'
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='PlainMamba',
         arch='l2',
         drop_path_rate=0.2,  # PlainMamba release, l2_upernet.py: 0.2
-        out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        init_cfg=dict(checkpoint=pretrained)),
     decode_head=dict(in_channels=[384, 384, 384, 384]),
-    auxiliary_head=dict(in_channels=384, in_index=3))  # release: aux FCN on the last tap
-
-# PlainMamba release: AdamW lr 6e-5, weight decay 0.01, no decay for norms, pos_embed,
-# A_log, D and direction_Bs.
-optim_wrapper = dict(
-    optimizer=dict(lr=6e-5),
-    paramwise_cfg=dict(custom_keys={
-        'pos_embed': dict(decay_mult=0.0),
-        '.A_log': dict(decay_mult=0.0),
-        '.D': dict(decay_mult=0.0),
-        '.direction_Bs': dict(decay_mult=0.0)}))
+    auxiliary_head=dict(in_channels=384))
