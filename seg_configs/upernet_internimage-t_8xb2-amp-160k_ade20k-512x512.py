@@ -1,5 +1,5 @@
 # UperNet 160k, InternImage-T: the paper's Table 3 row InternImage-T.
-_base_ = './_base_/upernet_amp-160k_ade20k-512x512.py'
+_base_ = './_base_/upernet_amp-160k_ade20k-512x512_resize-to-32.py'
 
 # The release's ImageNet-1k weights (README: "Pretrained weights"), from
 #   https://huggingface.co/OpenGVLab/InternImage/resolve/main/internimage_t_1k_224.pth
@@ -27,26 +27,4 @@ optim_wrapper = dict(optimizer=dict(lr=6e-5, weight_decay=0.05),
                      paramwise_cfg=dict(bias_decay_mult=0.0,
                                         custom_keys={'gamma': dict(decay_mult=0.0)}))
 
-# Release test pipeline: after the 2048x512 resize, ResizeToMultiple(32) (l.43); the logits
-# are resized back to the original image for the metric, as the base does.
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(2048, 512), keep_ratio=True),
-    dict(type='ResizeToMultiple', size_divisor=32),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs'),
-]
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(type='TestTimeAug', transforms=[
-        [dict(type='Resize', scale_factor=r, keep_ratio=True)
-         for r in [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]],
-        [dict(type='ResizeToMultiple', size_divisor=32)],
-        [dict(type='RandomFlip', prob=0., direction='horizontal'),
-         dict(type='RandomFlip', prob=1., direction='horizontal')],
-        [dict(type='LoadAnnotations')],
-        [dict(type='PackSegInputs')],
-    ]),
-]
+# Release test pipeline: ResizeToMultiple(32) after the 2048x512 resize (l.43): the base.

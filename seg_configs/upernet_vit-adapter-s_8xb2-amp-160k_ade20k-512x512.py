@@ -4,7 +4,7 @@
 # folder) l.24-25: 46.2 / 47.1, 58M. Its segmentation ViTAdapter (segmentation/mmseg_custom)
 # differs from the detector's: every block global, and the ViT tokens after interaction
 # group i are added to level i.
-_base_ = './_base_/upernet_amp-160k_ade20k-512x512.py'
+_base_ = './_base_/upernet_amp-160k_ade20k-512x512_resize-to-32.py'
 
 # ImageNet weights: DeiT's own file (l.7); override with
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH_OR_URL
@@ -33,26 +33,4 @@ optim_wrapper = dict(
     constructor='ViTLayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(_delete_=True, num_layers=12, layer_decay_rate=0.95))
 
-# Release test pipeline (l.33-48): after the 2048x512 resize, ResizeToMultiple(32); the logits
-# are resized back to the original image for the metric, as the base does.
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(2048, 512), keep_ratio=True),
-    dict(type='ResizeToMultiple', size_divisor=32),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs'),
-]
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(type='TestTimeAug', transforms=[
-        [dict(type='Resize', scale_factor=r, keep_ratio=True)
-         for r in [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]],
-        [dict(type='ResizeToMultiple', size_divisor=32)],
-        [dict(type='RandomFlip', prob=0., direction='horizontal'),
-         dict(type='RandomFlip', prob=1., direction='horizontal')],
-        [dict(type='LoadAnnotations')],
-        [dict(type='PackSegInputs')],
-    ]),
-]
+# Release test pipeline (l.33-48): ResizeToMultiple(32) after the 2048x512 resize: the base.
