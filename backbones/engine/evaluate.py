@@ -11,6 +11,7 @@ from ..preflight.checks import checkpoint_unreadable
 from ..results.runs import PARTIAL_RECORD, write_run_record
 from .env import collect_env
 from .launch import default_work_dir, load_config, log_notes, setup_device
+from .runtime import leave_process_group
 from .train import claim_work_dir
 
 __all__ = ['evaluate']
@@ -95,6 +96,7 @@ def evaluate(args):
                                      partial=found['partial'] or None,
                                      allowed=found.get('allowed') or ())
             _report(runner, cfg, flags, found['partial'])
+        leave_process_group()
 
 
 def _report(runner, cfg, flags, partial):

@@ -151,6 +151,19 @@ def init_cpu_distributed(launcher):
     return True
 
 
+def leave_process_group():
+    """After a finished run: wait for every rank, then close the group.
+
+    Without it a rank that finishes first exits while gloo's threads in the others still
+    hold its connection, and they abort ("terminate called without an active exception")
+    after the results are written, failing the launcher.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _register_cpu_ddp():
     from mmengine.model import MMDistributedDataParallel, revert_sync_batchnorm
     from mmengine.registry import MODEL_WRAPPERS

@@ -7,6 +7,7 @@ from ..preflight import PreflightError, preflight
 from .launch import default_work_dir, load_config, log_notes, setup_device, work_dir_problem
 from .lock import WorkDirLock, WorkDirLocked, check_unlocked
 from .resume import find_resume_checkpoint, remove_partial_writes
+from .runtime import leave_process_group
 
 __all__ = ['train', 'claim_work_dir']
 
@@ -105,6 +106,7 @@ def train(args):
             runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
             log_notes(notes)
             _run(runner, cfg, args, TrainingStopped, NonFiniteLossError)
+            leave_process_group()
     finally:
         STOP_SIGNALS.uninstall()
 
