@@ -150,7 +150,7 @@ def toy_data(tmp_path_factory):
     return make_toy_data(str(tmp_path_factory.mktemp('toy')), num_train=8, num_val=4, seed=0)
 
 
-WEIGHT_FILES = ('.pth', '.ckpt', '.safetensors', '.bin')
+WEIGHT_FILES = ('.pth', '.pth.tar', '.ckpt', '.safetensors', '.bin')  # .pth.tar: SG-Former's
 
 
 def _remove_weight_files(root):
