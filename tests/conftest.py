@@ -64,15 +64,9 @@ def toy_options(config, data_root, scale=160, batch_size=2):
     """--cfg-options that point ``config`` at the toy data (backbones/datasets/toy_options.py)."""
     from mmengine.config import Config
 
-    from backbones.datasets.toy_options import toy_cfg_options
-    cfg = Config.fromfile(config)
-    opts = toy_cfg_options(cfg, data_root, scale=scale, batch_size=batch_size)
-    if cfg.get('default_scope') == 'mmdet':
-        # 128 sampled RoIs a toy image instead of 512: the same code path, and a CPU step of
-        # MambaOut-Femto Mask R-CNN at batch 4, 96x128 takes 3.2 s instead of 5.6 s; the toy
-        # main job (tools/reproduce.py) keeps the recipe's 512
-        opts.append('model.train_cfg.rcnn.sampler.num=128')
-    return opts
+    from backbones.datasets.toy_options import TOY_RCNN_SAMPLES, toy_cfg_options
+    return toy_cfg_options(Config.fromfile(config), data_root, scale=scale,
+                           batch_size=batch_size, rcnn_samples=TOY_RCNN_SAMPLES)
 
 
 def randomize_(model, seed=0):

@@ -81,3 +81,22 @@ def test_datasets_load_in_mmdet_and_mmseg(toy_data):
                                          seg_map_path='annotations/training'),
                         pipeline=[])
     assert len(seg) == 8 and seg[0]['reduce_zero_label']
+
+
+def test_toy_options_sample_fewer_rois_only_when_asked(toy_data):
+    """Toy trainings sample TOY_RCNN_SAMPLES RoIs an image; other users keep the recipe's."""
+    from mmengine.config import Config
+
+    from backbones.datasets.toy_options import TOY_RCNN_SAMPLES, toy_cfg_options
+    from backbones.engine.launch import REPO
+    det = Config.fromfile(osp.join(REPO, 'det_configs',
+                                   'mask-rcnn_mambaout-femto_fpn_8xb2-amp-1x_coco.py'))
+    seg = Config.fromfile(osp.join(REPO, 'seg_configs',
+                                   'upernet_mambaout-femto_8xb2-amp-160k_ade20k-512x512.py'))
+    key = 'model.train_cfg.rcnn.sampler.num='
+    assert det.model.train_cfg.rcnn.sampler.num != TOY_RCNN_SAMPLES
+    asked = toy_cfg_options(det, toy_data['coco'], rcnn_samples=TOY_RCNN_SAMPLES)
+    assert f'{key}{TOY_RCNN_SAMPLES}' in asked
+    assert not any(o.startswith(key) for o in toy_cfg_options(det, toy_data['coco']))
+    assert not any(o.startswith(key) for o in toy_cfg_options(
+        seg, toy_data['ade'], rcnn_samples=TOY_RCNN_SAMPLES))

@@ -34,7 +34,7 @@ import time
 
 from ..analysis.complexity import CONFIG_DIRS, measure_all
 from ..datasets.toy_data import TOY_MARKER, make_toy_data
-from ..datasets.toy_options import toy_cfg_options
+from ..datasets.toy_options import TOY_RCNN_SAMPLES, toy_cfg_options
 from ..engine.launch import REPO, find_configs, load_config
 from ..metadata import load_rows
 from .leaderboard import write_leaderboard
@@ -56,13 +56,11 @@ def toy_runs():
 # backbones start from random init): a short warm-up and a larger learning rate.
 TOY_SCHEDULE = {
     # 64 images, batch 4: 16 iterations per epoch. MambaOut-Femto reached box AP50 61.3 on the
-    # toy val set after 4 epochs (64 iterations; tests/test_reproduce.py). 128 sampled RoIs an
-    # image instead of 512 (a toy image holds a few objects): the run takes 238 s instead of
-    # 400 s on 2 CPU cores, and AP50 was 58.2 with 512.
+    # toy val set after 4 epochs (64 iterations; tests/test_reproduce.py), 238 s on 2 CPU cores
+    # with TOY_RCNN_SAMPLES (400 s and AP50 58.2 with the recipe's 512).
     'mmdet': ['train_cfg.max_epochs=4', 'train_cfg.val_interval=4',
               'default_hooks.checkpoint.interval=4', 'param_scheduler.0.end=30',
-              'param_scheduler.1.milestones=[3]', 'optim_wrapper.optimizer.lr=0.0006',
-              'model.train_cfg.rcnn.sampler.num=128'],
+              'param_scheduler.1.milestones=[3]', 'optim_wrapper.optimizer.lr=0.0006'],
     'mmseg': ['train_cfg.max_iters=64', 'train_cfg.val_interval=64',
               'default_hooks.checkpoint.interval=64', 'param_scheduler.0.end=16',
               'param_scheduler.1.begin=16', 'param_scheduler.1.end=64',
@@ -129,8 +127,8 @@ def step_toy_runs(roots, results, force, work_root, only=None):
             say(f'toy run {i}/{len(selected)} {stem}: done before ({run_dir})')
             continue
         cfg = Config.fromfile(path)
-        opts = toy_cfg_options(cfg, roots[cfg.default_scope], scale=TOY_SCALE,
-                               batch_size=4) + TOY_SCHEDULE[cfg.default_scope] + [
+        opts = toy_cfg_options(cfg, roots[cfg.default_scope], scale=TOY_SCALE, batch_size=4,
+                               rcnn_samples=TOY_RCNN_SAMPLES) + TOY_SCHEDULE[cfg.default_scope] + [
             'model.backbone.init_cfg=None', 'randomness.seed=0',
             'default_hooks.logger.interval=10']
         work = osp.join(work_root, f'toy-{stem}')
